@@ -1,0 +1,48 @@
+# BillingOS — `make run` starts everything, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export FLASK_APP := app:create_app
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: setup run test lint format migrate bench chaos fuzz clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/activate
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+## setup: create the virtualenv and install the pinned requirements
+setup: $(VENV)/.installed
+
+## migrate: create the database if needed and apply every migration
+migrate: setup
+	$(PY) scripts/ensure_database.py
+	$(BIN)/alembic upgrade head
+
+## run: the whole stack in the foreground (web, worker, beat, flower, and the Stripe emulator
+##      when no STRIPE_SECRET_KEY is set); Ctrl-C stops it all
+run: migrate
+	@bash scripts/run_dev.sh
+
+## test: the whole suite against real Postgres and Redis (its own database and Redis db)
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## lint: ruff (lint + format check) and mypy
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app tasks models
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

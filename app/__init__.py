@@ -1,0 +1,68 @@
+"""The BillingOS Flask application factory."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from app.config import Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from app.db import db
+    from app.errors import register_error_handlers
+    from app.logging_setup import configure_logging
+    from app.metrics import init_metrics
+    from app.redis_client import init_redis
+    from tasks import init_celery
+
+    settings = settings or Settings.from_env(**overrides)
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+
+    app = Flask("billingos", static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        BILLINGOS=settings,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+
+    db.configure(settings.database_url, pool_size=settings.db_pool_size)
+    init_redis(app, settings.redis_url)
+    init_celery(app, settings)
+    register_error_handlers(app)
+    init_metrics(app)
+    _register_blueprints(app)
+
+    from app.cli import billingos_cli
+
+    app.cli.add_command(billingos_cli)
+
+    @app.teardown_appcontext
+    def _remove_session(_exc: BaseException | None) -> None:
+        db.session.remove()
+
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.catalog.routes import bp as catalog
+    from app.checkout.routes import bp as checkout
+    from app.customers.routes import bp as customers
+    from app.ops.routes import bp as ops
+    from app.session_tokens.routes import bp as session_tokens
+    from app.streams.routes import bp as streams
+    from app.webhooks.routes import bp as webhooks
+
+    for bp in (ops, session_tokens, catalog, checkout, streams, customers, webhooks):
+        app.register_blueprint(bp)
+
+
+def settings_of(app: Flask) -> Settings:
+    settings: Settings = app.config["BILLINGOS"]
+    return settings

@@ -1,0 +1,199 @@
+"""Credentials: merchants' secret keys and the SDK's session tokens (API.md "Authentication").
+
+Both are random strings with a recognisable prefix, stored only as their SHA-256 digest: they
+carry ≥ 256 bits of entropy, so a fast digest is as safe as a slow one and keeps every request
+cheap. The lookup is by digest (an index probe reveals nothing about the stored value), then
+compared once more in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import g, request
+from sqlalchemy import select
+
+from app.db import db
+from app.errors import Forbidden, Unauthenticated
+from models import ApiKey, Customer, SessionToken
+from models.base import utcnow
+
+SECRET_KEY_PREFIX = "bos_sk_test_"
+SESSION_TOKEN_PREFIX = "bos_st_"
+# 32 random bytes → 43 URL-safe characters.
+_TOKEN_BYTES = 32
+
+
+def digest(credential: str) -> str:
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+def generate_secret_key() -> str:
+    return SECRET_KEY_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+
+
+def generate_session_token() -> str:
+    return SESSION_TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+
+
+class TokenExpired(Unauthenticated):
+    code = "token_expired"
+    title = "Token expired"
+
+
+class WrongCredential(Forbidden):
+    code = "wrong_credential_type"
+    title = "Wrong kind of credential"
+
+
+@dataclass(frozen=True)
+class MerchantPrincipal:
+    organization_id: uuid.UUID
+    api_key_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class CustomerPrincipal:
+    organization_id: uuid.UUID
+    customer_id: uuid.UUID
+    session_token_id: uuid.UUID
+    expires_at: datetime
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthenticated("Send a credential as `Authorization: Bearer <key or token>`.")
+    return credential.strip()
+
+
+def resolve_secret_key(credential: str) -> MerchantPrincipal:
+    if not credential.startswith(SECRET_KEY_PREFIX):
+        raise Unauthenticated("The credential is not a valid secret key.")
+    key_hash = digest(credential)
+    row = db.session.execute(
+        select(ApiKey.id, ApiKey.organization_id, ApiKey.key_hash).where(
+            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None or not hmac.compare_digest(row.key_hash, key_hash):
+        raise Unauthenticated("The secret key is not valid.")
+    return MerchantPrincipal(organization_id=row.organization_id, api_key_id=row.id)
+
+
+def resolve_session_token(credential: str, now: datetime | None = None) -> CustomerPrincipal:
+    if not credential.startswith(SESSION_TOKEN_PREFIX):
+        raise Unauthenticated("The credential is not a valid session token.")
+    token_hash = digest(credential)
+    row = db.session.execute(
+        select(
+            SessionToken.id,
+            SessionToken.organization_id,
+            SessionToken.customer_id,
+            SessionToken.token_hash,
+            SessionToken.expires_at,
+            SessionToken.revoked_at,
+        ).where(SessionToken.token_hash == token_hash)
+    ).first()
+    if row is None or row.revoked_at is not None:
+        raise Unauthenticated("The session token is not valid.")
+    if not hmac.compare_digest(row.token_hash, token_hash):
+        raise Unauthenticated("The session token is not valid.")
+    if (now or utcnow()) >= row.expires_at:
+        raise TokenExpired("The session token has expired; ask the merchant's server for a new one.")
+    return CustomerPrincipal(
+        organization_id=row.organization_id,
+        customer_id=row.customer_id,
+        session_token_id=row.id,
+        expires_at=row.expires_at,
+    )
+
+
+def _kind(credential: str) -> str:
+    if credential.startswith(SECRET_KEY_PREFIX):
+        return "secret_key"
+    if credential.startswith(SESSION_TOKEN_PREFIX):
+        return "session_token"
+    raise Unauthenticated("The credential is neither a secret key nor a session token.")
+
+
+def authenticate_merchant() -> MerchantPrincipal:
+    credential = _bearer()
+    if _kind(credential) != "secret_key":
+        raise WrongCredential("This endpoint is for the merchant's server: use a secret key.")
+    principal = resolve_secret_key(credential)
+    g.merchant = principal
+    g.organization_id = principal.organization_id
+    return principal
+
+
+def authenticate_customer(credential: str | None = None) -> CustomerPrincipal:
+    credential = credential if credential is not None else _bearer()
+    if _kind(credential) != "session_token":
+        raise WrongCredential("This endpoint is for the SDK: use a session token.")
+    principal = resolve_session_token(credential)
+    g.customer = principal
+    g.organization_id = principal.organization_id
+    return principal
+
+
+def authenticate_any() -> MerchantPrincipal | CustomerPrincipal:
+    credential = _bearer()
+    if _kind(credential) == "secret_key":
+        return authenticate_merchant()
+    return authenticate_customer(credential)
+
+
+def current_merchant() -> MerchantPrincipal:
+    principal: MerchantPrincipal = g.merchant
+    return principal
+
+
+def current_customer() -> CustomerPrincipal:
+    principal: CustomerPrincipal = g.customer
+    return principal
+
+
+def current_principal() -> MerchantPrincipal | CustomerPrincipal:
+    return g.get("merchant") or g.customer
+
+
+AUTHENTICATORS: dict[str, Callable[[], object]] = {
+    "secret_key": authenticate_merchant,
+    "session_token": authenticate_customer,
+    "any": authenticate_any,
+}
+
+
+def issue_session_token(
+    customer: Customer, expires_in: int, now: datetime | None = None
+) -> tuple[str, SessionToken]:
+    token = generate_session_token()
+    row = SessionToken(
+        organization_id=customer.organization_id,
+        customer_id=customer.id,
+        token_hash=digest(token),
+        expires_at=(now or utcnow()) + timedelta(seconds=expires_in),
+    )
+    db.session.add(row)
+    return token, row
+
+
+def revoke_session_token(organization_id: uuid.UUID, token: str) -> bool:
+    row = db.session.execute(
+        select(SessionToken).where(
+            SessionToken.token_hash == digest(token),
+            SessionToken.organization_id == organization_id,
+        )
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from app.api import QueryModel, RequestModel
+from app.currencies import CURRENCIES
+from app.pagination import ListQuery
+
+FEATURE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
+# Stripe's largest amount for most currencies is 99,999,999 minor units (8 digits).
+MAX_AMOUNT = 99_999_999
+
+
+class FeatureIn(RequestModel):
+    key: str = Field(pattern=FEATURE_KEY_PATTERN, description="Entitlement key, e.g. `pro_export`.")
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PriceIn(RequestModel):
+    amount: int = Field(ge=0, le=MAX_AMOUNT, description="Integer minor units (cents).")
+    currency: str = Field(min_length=3, max_length=3, description="Lower-case ISO 4217 code.")
+    interval: Literal["month", "year"] | None = None
+    trial_period_days: int | None = Field(default=None, ge=1, le=730)
+
+    @field_validator("currency")
+    @classmethod
+    def known_currency(cls, value: str) -> str:
+        if value not in CURRENCIES:
+            raise ValueError("unknown or unsupported currency (use lower-case ISO 4217)")
+        return value
+
+    @model_validator(mode="after")
+    def consistent(self) -> PriceIn:
+        if self.interval is None:
+            if self.trial_period_days is not None:
+                raise ValueError("trial_period_days needs a recurring price (interval)")
+            if self.amount == 0:
+                raise ValueError("a one-time price must have a positive amount")
+        return self
+
+
+class ProductCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    features: list[FeatureIn] = Field(default_factory=list, max_length=50)
+    prices: list[PriceIn] = Field(min_length=1, max_length=10)
+
+    @field_validator("name")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def unique_keys(cls, value: list[FeatureIn]) -> list[FeatureIn]:
+        keys = [f.key for f in value]
+        if len(keys) != len(set(keys)):
+            raise ValueError("feature keys must be unique")
+        return value
+
+
+class ProductUpdate(RequestModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    active: bool | None = None
+
+
+class ProductListQuery(ListQuery):
+    include_archived: bool = False
+
+
+class SdkProductQuery(QueryModel):
+    pass
+
+
+class FeatureOut(BaseModel):
+    key: str
+    name: str
+
+
+class PriceOut(BaseModel):
+    id: str
+    product_id: str
+    amount: int
+    currency: str
+    type: Literal["one_time", "recurring"]
+    interval: Literal["month", "year"] | None
+    trial_period_days: int | None
+
+
+class ProductOut(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    features: list[FeatureOut]
+    prices: list[PriceOut]
+    active: bool
+
+
+class ProductList(BaseModel):
+    data: list[ProductOut]
+    has_more: bool

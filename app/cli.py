@@ -1,0 +1,157 @@
+"""`flask billingos …`: organizations, the demo catalog, and a session token for trying it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import click
+from sqlalchemy import select
+
+from app.auth import digest, generate_secret_key
+from app.catalog import service as catalog
+from app.catalog.schemas import ProductCreate
+from app.db import db
+from app.session_tokens import service as session_tokens
+from app.session_tokens.schemas import CustomerIn
+from models import ApiKey, Organization, Product
+
+DEMO_ORGANIZATION = "BillingOS Demo"
+
+DEMO_PRODUCTS = [
+    {
+        "name": "Pro",
+        "description": "Everything in the app, billed monthly or yearly.",
+        "features": [
+            {"key": "pro", "name": "Pro features"},
+            {"key": "export", "name": "Export"},
+        ],
+        "prices": [
+            {"amount": 1200, "currency": "usd", "interval": "month"},
+            {"amount": 12000, "currency": "usd", "interval": "year"},
+        ],
+    },
+    {
+        "name": "Team (14-day trial)",
+        "description": "Try it free for 14 days, then monthly.",
+        "features": [{"key": "team", "name": "Team workspace"}],
+        "prices": [
+            {"amount": 4900, "currency": "usd", "interval": "month", "trial_period_days": 14}
+        ],
+    },
+    {
+        "name": "Lifetime export pack",
+        "description": "A one-time purchase.",
+        "features": [{"key": "export", "name": "Export"}],
+        "prices": [{"amount": 2900, "currency": "usd"}],
+    },
+    {
+        "name": "Free",
+        "description": "The free plan.",
+        "features": [{"key": "basic", "name": "Basic features"}],
+        "prices": [{"amount": 0, "currency": "usd", "interval": "month"}],
+    },
+]
+
+
+@click.group("billingos")
+def billingos_cli() -> None:
+    """BillingOS administration."""
+
+
+def create_organization(name: str) -> tuple[Organization, str]:
+    organization = Organization(name=name)
+    db.session.add(organization)
+    db.session.flush()
+    secret_key = issue_secret_key(organization.id)
+    return organization, secret_key
+
+
+def issue_secret_key(organization_id: uuid.UUID) -> str:
+    secret_key = generate_secret_key()
+    db.session.add(
+        ApiKey(
+            organization_id=organization_id,
+            key_hash=digest(secret_key),
+            key_prefix=secret_key[:16],
+        )
+    )
+    return secret_key
+
+
+def _print(payload: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(payload))
+    else:
+        for key, value in payload.items():
+            click.echo(f"{key}: {value if not isinstance(value, list | dict) else json.dumps(value)}")
+
+
+@billingos_cli.command("create-org")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def create_org(name: str, as_json: bool) -> None:
+    """Create an organization and print its first secret key (shown only once)."""
+    organization, secret_key = create_organization(name)
+    db.session.commit()
+    _print({"organization_id": str(organization.id), "secret_key": secret_key}, as_json)
+
+
+@billingos_cli.command("seed-demo")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def seed_demo(as_json: bool) -> None:
+    """Create the demo organization and catalog if absent; print a fresh secret key for it.
+
+    Keys are stored hashed, so an existing demo organization gets a new key each time.
+    """
+    organization = db.session.execute(
+        select(Organization).where(Organization.name == DEMO_ORGANIZATION).limit(1)
+    ).scalar_one_or_none()
+    if organization is None:
+        organization, secret_key = create_organization(DEMO_ORGANIZATION)
+        for product in DEMO_PRODUCTS:
+            catalog.create_product(organization.id, ProductCreate.model_validate(product))
+    else:
+        secret_key = issue_secret_key(organization.id)
+    db.session.flush()
+    products = db.session.execute(
+        select(Product).where(Product.organization_id == organization.id).order_by(Product.created_at)
+    ).scalars()
+    product_list = [
+        catalog.product_out(catalog.get_product(organization.id, p.id)).model_dump(mode="json")
+        for p in products
+    ]
+    db.session.commit()
+    _print(
+        {
+            "organization_id": str(organization.id),
+            "secret_key": secret_key,
+            "products": product_list,
+        },
+        as_json,
+    )
+
+
+@billingos_cli.command("session-token")
+@click.option("--organization", "organization_name", default=DEMO_ORGANIZATION)
+@click.option("--external-id", default="demo_user")
+@click.option("--email", default="demo@example.com")
+@click.option("--expires-in", default=86400, type=click.IntRange(60, 86400))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def session_token(
+    organization_name: str, external_id: str, email: str, expires_in: int, as_json: bool
+) -> None:
+    """Mint a session token for a customer of an organization (for trying the SDK API)."""
+    organization = db.session.execute(
+        select(Organization).where(Organization.name == organization_name).limit(1)
+    ).scalar_one_or_none()
+    if organization is None:
+        raise click.ClickException(f"no organization named {organization_name!r}")
+    token, row, customer = session_tokens.create_session_token(
+        organization.id, CustomerIn(external_id=external_id, email=email), expires_in
+    )
+    db.session.commit()
+    _print(
+        {"token": token, "expires_at": row.expires_at.isoformat(), "customer_id": str(customer.id)},
+        as_json,
+    )

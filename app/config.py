@@ -1,0 +1,113 @@
+"""Settings from the environment, with defaults that work on a developer's laptop.
+
+In production (`BILLINGOS_ENV=production`) every secret must be set: a missing one stops
+start-up with one line naming it, instead of failing on the first payment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/billingos"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The Stripe API version the gateway pins (stripe-python 16.x's own pin).
+STRIPE_API_VERSION = "2026-10-28.endive"
+
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_PUBLISHABLE_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+)
+
+
+class ConfigError(SystemExit):
+    """Raised at start-up; SystemExit so the process prints one line and stops."""
+
+
+def normalize_database_url(url: str) -> str:
+    # Heroku hands out postgres://, which SQLAlchemy 2 no longer accepts as a dialect name.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"BillingOS: setting {name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = normalize_database_url(DEFAULT_DATABASE_URL)
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    port: int = 5000
+    secret_key: str = "dev-only-not-secret"
+    stripe_secret_key: str = "sk_test_billingos_emulator"
+    stripe_publishable_key: str = "pk_test_billingos_emulator"
+    stripe_webhook_secret: str = "whsec_billingos_dev"
+    stripe_api_base: str | None = None
+    stripe_api_version: str = STRIPE_API_VERSION
+    stripe_max_network_retries: int = 2
+    stripe_connect_timeout: float = 5.0
+    stripe_read_timeout: float = 20.0
+    checkout_rate_limit: int = 30
+    checkout_rate_window_seconds: int = 60
+    db_pool_size: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        mode = env.get("BILLINGOS_ENV", "development")
+        if mode == "production":
+            for name in REQUIRED_IN_PRODUCTION:
+                if not env.get(name):
+                    raise ConfigError(f"BillingOS: missing required setting {name}")
+        defaults = cls()
+        redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+        values: dict[str, Any] = {
+            "env": mode,
+            "database_url": normalize_database_url(
+                env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+            ),
+            "redis_url": redis_url,
+            "broker_url": env.get("CELERY_BROKER_URL") or redis_url,
+            "port": _int(env, "PORT", defaults.port),
+            "secret_key": env.get("SECRET_KEY") or defaults.secret_key,
+            "stripe_secret_key": env.get("STRIPE_SECRET_KEY") or defaults.stripe_secret_key,
+            "stripe_publishable_key": env.get("STRIPE_PUBLISHABLE_KEY")
+            or defaults.stripe_publishable_key,
+            "stripe_webhook_secret": env.get("STRIPE_WEBHOOK_SECRET")
+            or defaults.stripe_webhook_secret,
+            "stripe_api_base": env.get("STRIPE_API_BASE") or None,
+            "stripe_max_network_retries": _int(
+                env, "STRIPE_MAX_NETWORK_RETRIES", defaults.stripe_max_network_retries
+            ),
+            "checkout_rate_limit": _int(env, "CHECKOUT_RATE_LIMIT", defaults.checkout_rate_limit),
+            "checkout_rate_window_seconds": _int(
+                env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds
+            ),
+            "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
+        }
+        known = {f.name for f in fields(cls)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise TypeError(f"unknown setting {key}")
+            values[key] = value
+        return cls(**values)

@@ -1,0 +1,89 @@
+"""Engine, sessions, and callbacks that run only after a transaction commits.
+
+`on_commit(session, fn)` is the one mechanism behind "enqueue after commit" and "publish after
+commit": the callback runs once the outermost transaction has committed, and is dropped if it
+rolls back, so no task or real-time message ever refers to a row that does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+_HOOKS_KEY = "billingos.after_commit"
+
+
+class Database:
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.session_factory = sessionmaker(expire_on_commit=False)
+        # Greenlet-local under gevent (threading.local is patched), thread-local otherwise.
+        self.session = scoped_session(self.session_factory)
+        event.listen(self.session_factory, "after_commit", _run_after_commit_hooks)
+        event.listen(self.session_factory, "after_rollback", _drop_after_commit_hooks)
+
+    def configure(self, url: str, *, pool_size: int = 10) -> None:
+        if self.engine is not None and str(self.engine.url) == url:
+            return
+        if self.engine is not None:
+            self.engine.dispose()
+        self.engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+        self.session_factory.configure(bind=self.engine)
+
+    def dispose(self) -> None:
+        """Drop pooled connections, e.g. in a forked child that must not share them."""
+        if self.engine is not None:
+            self.engine.dispose(close=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error (tasks, CLI)."""
+        session = self.session()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            self.session.remove()
+
+
+
+
+def on_commit(session: Session, callback: Callable[[], Any]) -> None:
+    """Run `callback` after the session's current transaction commits; drop it on rollback."""
+    session.info.setdefault(_HOOKS_KEY, []).append(callback)
+
+
+def _run_after_commit_hooks(session: Session) -> None:
+    hooks = session.info.pop(_HOOKS_KEY, [])
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:
+            # The data is committed; a failed enqueue or publish is recovered by the sweepers
+            # (re-enqueue of unprocessed events, reconciliation of stuck checkouts), so it must
+            # not turn a committed success into an error for the caller.
+            log.exception("after-commit callback failed")
+
+
+def _drop_after_commit_hooks(session: Session) -> None:
+    session.info.pop(_HOOKS_KEY, None)
+
+
+db = Database()

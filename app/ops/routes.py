@@ -1,0 +1,93 @@
+"""Operations: liveness, readiness, metrics, and the API's own documentation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, send_from_directory
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from app.api import PUBLIC, json_response, operation
+from app.db import db
+from app.metrics import render_metrics
+from app.openapi import build_openapi
+from app.redis_client import get_redis
+
+bp = Blueprint("ops", __name__)
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@bp.get("/healthz")
+@operation(summary="The process is up", auth=PUBLIC, responses={200: Health}, tags=["operations"])
+def healthz() -> ResponseReturnValue:
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+@operation(
+    summary="Postgres and Redis are reachable",
+    auth=PUBLIC,
+    responses={200: Readiness, 503: Readiness},
+    tags=["operations"],
+)
+def readyz() -> ResponseReturnValue:
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["postgres"] = "ok"
+    except Exception:
+        db.session.rollback()
+        checks["postgres"] = "unavailable"
+    try:
+        get_redis().ping()
+        checks["redis"] = "ok"
+    except Exception:
+        checks["redis"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    )
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return render_metrics()
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    spec: dict[str, Any] = current_app.extensions.get("openapi") or build_openapi(current_app)
+    current_app.extensions["openapi"] = spec
+    return json_response(spec)
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>BillingOS API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="docs"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs", deepLinking: true});</script>
+</body></html>"""
+
+
+@bp.get("/docs")
+def docs() -> Response:
+    return Response(_DOCS_PAGE, mimetype="text/html")
+
+
+@bp.get("/docs/static/<path:filename>")
+def docs_static(filename: str) -> Response:
+    # Served from the swagger-ui-bundle wheel, so /docs works with no internet access.
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+    return send_from_directory(swagger_ui_path, filename, max_age=86400)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from flask import Blueprint
+from flask.typing import ResponseReturnValue
+
+from app.api import SECRET_KEY, json_response, operation
+from app.auth import current_merchant, revoke_session_token
+from app.db import db
+from app.session_tokens import service
+from app.session_tokens.schemas import (
+    RevokedOut,
+    SessionTokenCreate,
+    SessionTokenOut,
+    SessionTokenRevoke,
+)
+
+bp = Blueprint("session_tokens", __name__)
+
+
+@bp.post("/v1/session-tokens")
+@operation(
+    summary="Mint a session token for one of your users",
+    description="Creates the customer on first sight of its `external_id`.",
+    auth=SECRET_KEY,
+    body=SessionTokenCreate,
+    responses={201: SessionTokenOut},
+    tags=["session tokens"],
+)
+def create_session_token(body: SessionTokenCreate) -> ResponseReturnValue:
+    organization_id = current_merchant().organization_id
+    token, row, customer = service.create_session_token(
+        organization_id, body.customer, body.expires_in
+    )
+    db.session.commit()
+    out = SessionTokenOut(
+        token=token, expires_at=row.expires_at, customer=service.customer_out(customer)
+    )
+    return json_response(out, 201)
+
+
+@bp.post("/v1/session-tokens/revoke")
+@operation(
+    summary="Revoke a session token (e.g. when your user signs out)",
+    auth=SECRET_KEY,
+    body=SessionTokenRevoke,
+    responses={200: RevokedOut},
+    tags=["session tokens"],
+)
+def revoke(body: SessionTokenRevoke) -> ResponseReturnValue:
+    revoked = revoke_session_token(current_merchant().organization_id, body.token)
+    db.session.commit()
+    return json_response(RevokedOut(revoked=revoked))

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from models import Subscription
+
+SubscriptionStatus = Literal[
+    "trialing",
+    "active",
+    "past_due",
+    "canceled",
+    "incomplete",
+    "incomplete_expired",
+    "unpaid",
+    "paused",
+]
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    status: SubscriptionStatus
+    product_id: str
+    price_id: str
+    current_period_end: datetime | None
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    created_at: datetime
+
+
+def subscription_out(subscription: Subscription) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=str(subscription.id),
+        status=subscription.status,  # type: ignore[arg-type]
+        product_id=str(subscription.product_id),
+        price_id=str(subscription.price_id),
+        current_period_end=subscription.current_period_end,
+        trial_end=subscription.trial_end,
+        cancel_at_period_end=subscription.cancel_at_period_end,
+        created_at=subscription.created_at,
+    )

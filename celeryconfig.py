@@ -1,0 +1,43 @@
+"""Celery configuration (https://docs.celeryq.dev/en/stable/userguide/configuration.html).
+
+The broker URL comes from the app's settings (REDIS_URL); everything here is policy.
+"""
+
+import os
+
+# Tasks are acknowledged after they finish, and a task whose worker died is given back to the
+# broker: with idempotent tasks, "at least once" is the guarantee we want.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One message at a time per process, so a long task never holds others hostage.
+worker_prefetch_multiplier = 1
+
+task_serializer = "json"
+accept_content = ["json"]
+result_serializer = "json"
+# State lives in Postgres; results would only fill Redis.
+task_ignore_result = True
+result_backend = None
+
+task_soft_time_limit = 30
+task_time_limit = 60
+
+# An unacknowledged message is redelivered after this many seconds. It must exceed the longest
+# retry countdown plus run time, or a waiting task is delivered twice (STACK_NOTES.md); retries
+# here back off for at most 5 minutes. A worker killed mid-task is covered sooner by the beat
+# sweepers (unprocessed inbox events, stuck checkouts).
+broker_transport_options = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "900")),
+}
+broker_connection_retry_on_startup = True
+
+# Task events for Flower.
+worker_send_task_events = True
+task_send_sent_event = True
+
+timezone = "UTC"
+enable_utc = True
+
+imports = ("tasks.catalog", "tasks.checkout", "tasks.stripe_events", "tasks.maintenance")
+
+beat_schedule: dict[str, dict[str, object]] = {}

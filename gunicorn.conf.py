@@ -1,0 +1,23 @@
+"""gunicorn settings for the `web` process (https://docs.gunicorn.org/en/stable/settings.html)."""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
+# gevent: thousands of idle websocket and SSE connections per process cost greenlets, not threads.
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "12000"))
+# Long-lived streams must not be killed as "silent" workers; gevent workers heartbeat anyway.
+timeout = 60
+graceful_timeout = 20
+keepalive = 75
+# The access log shows the path without its query string: `?token=` must never reach a log.
+accesslog = "-" if os.environ.get("ACCESS_LOG", "1") == "1" else None
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):  # noqa: ANN001, ANN201
+    prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if prom_dir:
+        os.makedirs(prom_dir, exist_ok=True)

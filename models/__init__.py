@@ -1,0 +1,29 @@
+"""SQLAlchemy models: Postgres is the source of truth (see shared/DESIGN.md, "Data")."""
+
+from models.base import Base
+from models.catalog import Feature, Product, ProductPrice, product_features
+from models.checkout import CheckoutSession, IllegalTransition
+from models.customer import Customer, SessionToken
+from models.entitlement import Entitlement
+from models.organization import ApiKey, Organization
+from models.payment import PaymentIntent
+from models.stripe_event import StripeEvent
+from models.subscription import Subscription
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "CheckoutSession",
+    "Customer",
+    "Entitlement",
+    "Feature",
+    "IllegalTransition",
+    "Organization",
+    "PaymentIntent",
+    "Product",
+    "ProductPrice",
+    "SessionToken",
+    "StripeEvent",
+    "Subscription",
+    "product_features",
+]

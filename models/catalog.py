@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    true,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, IdMixin, TimestampMixin
+
+product_features = Table(
+    "product_features",
+    Base.metadata,
+    Column("product_id", ForeignKey("products.id", ondelete="CASCADE"), primary_key=True),
+    Column("feature_id", ForeignKey("features.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Feature(IdMixin, TimestampMixin, Base):
+    """An entitlement key (`pro_export`) that products grant."""
+
+    __tablename__ = "features"
+    __table_args__ = (UniqueConstraint("organization_id", "key"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    )
+    key: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+
+
+class Product(IdMixin, TimestampMixin, Base):
+    __tablename__ = "products"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    stripe_product_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+    prices: Mapped[list[ProductPrice]] = relationship(
+        back_populates="product", order_by="ProductPrice.created_at"
+    )
+    features: Mapped[list[Feature]] = relationship(
+        secondary=product_features, order_by="Feature.key"
+    )
+
+
+class ProductPrice(IdMixin, TimestampMixin, Base):
+    """A price of a product: one-time, or recurring monthly/yearly with an optional trial."""
+
+    __tablename__ = "product_prices"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", "amount_not_negative"),
+        CheckConstraint("type IN ('one_time', 'recurring')", "type_known"),
+        CheckConstraint(
+            "(type = 'one_time' AND interval IS NULL AND trial_period_days IS NULL)"
+            " OR (type = 'recurring' AND interval IN ('month', 'year'))",
+            "interval_matches_type",
+        ),
+        CheckConstraint(
+            "trial_period_days IS NULL OR trial_period_days BETWEEN 1 AND 730", "trial_range"
+        ),
+        CheckConstraint("currency ~ '^[a-z]{3}$'", "currency_iso"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    )
+    product_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    type: Mapped[str] = mapped_column(String(16), nullable=False)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    trial_period_days: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+    product: Mapped[Product] = relationship(back_populates="prices")
+
+    @property
+    def is_recurring(self) -> bool:
+        return self.type == "recurring"
+
+    @property
+    def is_free(self) -> bool:
+        return self.amount == 0

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    false,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, IdMixin, TimestampMixin
+from models.catalog import Product, ProductPrice
+
+# Stripe's subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status).
+STATUSES = (
+    "incomplete",
+    "incomplete_expired",
+    "trialing",
+    "active",
+    "past_due",
+    "canceled",
+    "unpaid",
+    "paused",
+)
+# Statuses that grant the product's features.
+ENTITLING_STATUSES = frozenset({"trialing", "active", "past_due"})
+# A customer holds at most one subscription per product in these statuses.
+LIVE_STATUSES = ("trialing", "active", "past_due", "unpaid")
+
+
+class Subscription(IdMixin, TimestampMixin, Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", "status_known"
+        ),
+        Index(
+            "uq_subscriptions_customer_id_product_id_live",
+            "customer_id",
+            "product_id",
+            unique=True,
+            postgresql_where=text("status IN (" + ", ".join(f"'{s}'" for s in LIVE_STATUSES) + ")"),
+        ),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    )
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), nullable=False)
+    price_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_prices.id"), nullable=False)
+    # One subscription per checkout: a retried task or a duplicate webhook cannot make two.
+    checkout_session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("checkout_sessions.id", ondelete="SET NULL"), unique=True
+    )
+    # The PaymentIntent of the first invoice, when there was one (none for trials and free).
+    payment_intent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("payment_intents.id", ondelete="SET NULL")
+    )
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    current_period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trial_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_at_period_end: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # `created` of the newest Stripe event applied, so an older event never overwrites it.
+    stripe_state_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    product: Mapped[Product] = relationship()
+    price: Mapped[ProductPrice] = relationship()
+
+    @property
+    def grants_entitlements(self) -> bool:
+        return self.status in ENTITLING_STATUSES

@@ -1,0 +1,38 @@
+"""Create the database named in DATABASE_URL (or argv[1]) if it does not exist yet."""
+
+from __future__ import annotations
+
+import sys
+
+import psycopg2
+from psycopg2 import sql
+from sqlalchemy.engine import make_url
+
+from app.config import Settings, normalize_database_url
+
+
+def ensure_database(url: str) -> bool:
+    parsed = make_url(normalize_database_url(url))
+    admin = psycopg2.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        dbname="postgres",
+    )
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
+            if cur.fetchone():
+                return False
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parsed.database)))
+            return True
+    finally:
+        admin.close()
+
+
+if __name__ == "__main__":
+    target = sys.argv[1] if len(sys.argv) > 1 else Settings.from_env().database_url
+    created = ensure_database(target)
+    print(f"database {make_url(normalize_database_url(target)).database}: {'created' if created else 'exists'}")

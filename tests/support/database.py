@@ -1,0 +1,43 @@
+"""The test database: created fresh by running the migrations, emptied between tests."""
+
+from __future__ import annotations
+
+import psycopg2
+from alembic import command
+from alembic.config import Config
+from psycopg2 import sql
+from sqlalchemy.engine import make_url
+
+from models import Base
+
+
+def recreate_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = psycopg2.connect(
+        host=parsed.host, port=parsed.port or 5432, user=parsed.username, dbname="postgres"
+    )
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        name = sql.Identifier(parsed.database)
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    admin.close()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config("alembic.ini")
+    config.attributes["url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def migrate(url: str) -> None:
+    command.upgrade(alembic_config(url), "head")
+
+
+TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
+
+
+def truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
