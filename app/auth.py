@@ -107,7 +107,9 @@ def resolve_session_token(credential: str, now: datetime | None = None) -> Custo
     if not hmac.compare_digest(row.token_hash, token_hash):
         raise Unauthenticated("The session token is not valid.")
     if (now or utcnow()) >= row.expires_at:
-        raise TokenExpired("The session token has expired; ask the merchant's server for a new one.")
+        raise TokenExpired(
+            "The session token has expired; ask the merchant's server for a new one."
+        )
     return CustomerPrincipal(
         organization_id=row.organization_id,
         customer_id=row.customer_id,
@@ -130,6 +132,7 @@ def authenticate_merchant() -> MerchantPrincipal:
         raise WrongCredential("This endpoint is for the merchant's server: use a secret key.")
     principal = resolve_secret_key(credential)
     g.merchant = principal
+    g.customer = None
     g.organization_id = principal.organization_id
     return principal
 
@@ -140,6 +143,7 @@ def authenticate_customer(credential: str | None = None) -> CustomerPrincipal:
         raise WrongCredential("This endpoint is for the SDK: use a session token.")
     principal = resolve_session_token(credential)
     g.customer = principal
+    g.merchant = None
     g.organization_id = principal.organization_id
     return principal
 

@@ -84,7 +84,9 @@ def _print(payload: dict[str, object], as_json: bool) -> None:
         click.echo(json.dumps(payload))
     else:
         for key, value in payload.items():
-            click.echo(f"{key}: {value if not isinstance(value, list | dict) else json.dumps(value)}")
+            click.echo(
+                f"{key}: {value if not isinstance(value, list | dict) else json.dumps(value)}"
+            )
 
 
 @billingos_cli.command("create-org")
@@ -115,7 +117,9 @@ def seed_demo(as_json: bool) -> None:
         secret_key = issue_secret_key(organization.id)
     db.session.flush()
     products = db.session.execute(
-        select(Product).where(Product.organization_id == organization.id).order_by(Product.created_at)
+        select(Product)
+        .where(Product.organization_id == organization.id)
+        .order_by(Product.created_at)
     ).scalars()
     product_list = [
         catalog.product_out(catalog.get_product(organization.id, p.id)).model_dump(mode="json")

@@ -83,9 +83,7 @@ class Settings:
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
         values: dict[str, Any] = {
             "env": mode,
-            "database_url": normalize_database_url(
-                env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-            ),
+            "database_url": normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             "redis_url": redis_url,
             "broker_url": env.get("CELERY_BROKER_URL") or redis_url,
             "port": _int(env, "PORT", defaults.port),

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Database:
         # Greenlet-local under gevent (threading.local is patched), thread-local otherwise.
         self.session = scoped_session(self.session_factory)
         event.listen(self.session_factory, "after_commit", _run_after_commit_hooks)
-        event.listen(self.session_factory, "after_rollback", _drop_after_commit_hooks)
+        event.listen(self.session_factory, "after_soft_rollback", _drop_after_commit_hooks)
 
     def configure(self, url: str, *, pool_size: int = 10) -> None:
         if self.engine is not None and str(self.engine.url) == url:
@@ -63,16 +63,25 @@ class Database:
             self.session.remove()
 
 
-
-
 def on_commit(session: Session, callback: Callable[[], Any]) -> None:
-    """Run `callback` after the session's current transaction commits; drop it on rollback."""
-    session.info.setdefault(_HOOKS_KEY, []).append(callback)
+    """Run `callback` after the session's outermost transaction commits.
+
+    It is dropped if the transaction it was registered in rolls back — including a savepoint
+    (`begin_nested()`) that rolls back while the outer transaction goes on to commit.
+    """
+    if not session.in_transaction():
+        session.begin()
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_HOOKS_KEY, []).append((transaction, callback))
 
 
 def _run_after_commit_hooks(session: Session) -> None:
+    # SQLAlchemy also fires after_commit when a savepoint is released; only the outermost
+    # commit makes anything visible to other connections.
+    if session.get_nested_transaction() is not None:
+        return
     hooks = session.info.pop(_HOOKS_KEY, [])
-    for hook in hooks:
+    for _transaction, hook in hooks:
         try:
             hook()
         except Exception:
@@ -82,8 +91,23 @@ def _run_after_commit_hooks(session: Session) -> None:
             log.exception("after-commit callback failed")
 
 
-def _drop_after_commit_hooks(session: Session) -> None:
-    session.info.pop(_HOOKS_KEY, None)
+def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+def _drop_after_commit_hooks(session: Session, previous_transaction: SessionTransaction) -> None:
+    hooks = session.info.get(_HOOKS_KEY)
+    if not hooks:
+        return
+    kept = [(t, h) for t, h in hooks if not _within(t, previous_transaction)]
+    if kept:
+        session.info[_HOOKS_KEY] = kept
+    else:
+        session.info.pop(_HOOKS_KEY, None)
 
 
 db = Database()

@@ -28,7 +28,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
                     "msg": {"type": "string"},
                     "type": {"type": "string"},
                 },
@@ -79,16 +82,22 @@ def _parameters(rule_path: str, op: Operation, components: _Components) -> list[
         schema: dict[str, Any] = {"type": "string"}
         if match.group("conv") == "uuid":
             schema["format"] = "uuid"
-        params.append({"name": match.group("name"), "in": "path", "required": True, "schema": schema})
+        params.append(
+            {"name": match.group("name"), "in": "path", "required": True, "schema": schema}
+        )
     if op.query is not None:
         query_schema = op.query.model_json_schema(ref_template=_REF, mode="validation")
         required = set(query_schema.get("required", []))
         for name, prop in query_schema.get("properties", {}).items():
-            params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+            params.append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
     return params
 
 
-def _operation(rule_path: str, method: str, op: Operation, components: _Components) -> dict[str, Any]:
+def _operation(
+    rule_path: str, method: str, op: Operation, components: _Components
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "summary": op.summary,
         "operationId": None,
@@ -114,7 +123,9 @@ def _operation(rule_path: str, method: str, op: Operation, components: _Componen
     for status, model in op.responses.items():
         entry: dict[str, Any] = {"description": "OK" if status < 300 else str(status)}
         if model is not None:
-            entry["content"] = {"application/json": {"schema": components.ref(model, "serialization")}}
+            entry["content"] = {
+                "application/json": {"schema": components.ref(model, "serialization")}
+            }
         doc["responses"][str(status)] = entry
     for status, extra in op.extra_responses.items():
         doc["responses"][str(status)] = extra

@@ -14,6 +14,6 @@ if "gevent" in sys.modules:
 
     patch_psycopg()
 
-from app import create_app  # noqa: E402
+from app import create_app
 
 app = create_app()

@@ -48,7 +48,9 @@ class Product(IdMixin, TimestampMixin, Base):
     )
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    active: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=true()
+    )
     stripe_product_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     prices: Mapped[list[ProductPrice]] = relationship(
@@ -88,7 +90,9 @@ class ProductPrice(IdMixin, TimestampMixin, Base):
     type: Mapped[str] = mapped_column(String(16), nullable=False)
     interval: Mapped[str | None] = mapped_column(String(8))
     trial_period_days: Mapped[int | None] = mapped_column(Integer)
-    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    active: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=true()
+    )
     stripe_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     product: Mapped[Product] = relationship(back_populates="prices")

@@ -78,7 +78,9 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
     __tablename__ = "checkout_sessions"
     __table_args__ = (
         CheckConstraint(f"status IN ({_status_list(STATUSES)})", "status_known"),
-        CheckConstraint("intent_type IS NULL OR intent_type IN ('payment', 'setup')", "intent_type"),
+        CheckConstraint(
+            "intent_type IS NULL OR intent_type IN ('payment', 'setup')", "intent_type"
+        ),
         CheckConstraint("amount >= 0", "amount_not_negative"),
         CheckConstraint("quantity >= 1", "quantity_positive"),
         # One live checkout per idempotency key: twenty identical concurrent creates race on

@@ -35,4 +35,5 @@ def ensure_database(url: str) -> bool:
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else Settings.from_env().database_url
     created = ensure_database(target)
-    print(f"database {make_url(normalize_database_url(target)).database}: {'created' if created else 'exists'}")
+    name = make_url(normalize_database_url(target)).database
+    print(f"database {name}: {'created' if created else 'exists'}")

@@ -24,6 +24,9 @@ os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.setdefault("BILLINGOS_ENV", "test")
+os.environ["STRIPE_SECRET_KEY"] = "sk_test_billingos"
+os.environ["STRIPE_PUBLISHABLE_KEY"] = "pk_test_billingos"
+os.environ["STRIPE_WEBHOOK_SECRET"] = "whsec_test_billingos"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +39,25 @@ def database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str) -> Flask:
+def _emulator_process():  # type: ignore[no-untyped-def]
+    """One Stripe emulator for the session; the app (and every worker) talks to it."""
+    from tests.support.emulator import EmulatorProcess
+
+    emulator = EmulatorProcess().start()
+    os.environ["STRIPE_API_BASE"] = emulator.url
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture()
+def stripe_emulator(_emulator_process):  # type: ignore[no-untyped-def]
+    """The session's emulator, reset to an empty Stripe before the test."""
+    _emulator_process.reset()
+    return _emulator_process
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, _emulator_process) -> Flask:  # type: ignore[no-untyped-def]
     from app import create_app
     from app.config import Settings
 

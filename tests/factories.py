@@ -47,7 +47,9 @@ def make_merchant(name: str = "Acme") -> Merchant:
 
 
 def make_buyer(
-    merchant: Merchant, external_id: str = "user_1", email: str | None = "buyer@example.com",
+    merchant: Merchant,
+    external_id: str = "user_1",
+    email: str | None = "buyer@example.com",
     expires_in: int = 3600,
 ) -> Buyer:
     token, _row, customer = session_tokens.create_session_token(

@@ -6,7 +6,7 @@ from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
 from app.api import ANY_CREDENTIAL, SECRET_KEY, json_response, operation
-from app.auth import current_principal, MerchantPrincipal
+from app.auth import MerchantPrincipal, current_principal
 from app.catalog import service
 from app.catalog.schemas import (
     ProductCreate,

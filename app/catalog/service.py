@@ -38,9 +38,7 @@ def _with_children(stmt):  # type: ignore[no-untyped-def]
 
 def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
     session = db.session
-    product = Product(
-        organization_id=organization_id, name=data.name, description=data.description
-    )
+    product = Product(organization_id=organization_id, name=data.name, description=data.description)
     session.add(product)
     if data.features:
         # Features are shared by key across an organization's products; the upsert keeps two
@@ -49,7 +47,12 @@ def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
             insert(Feature)
             .values(
                 [
-                    {"id": uuid.uuid4(), "organization_id": organization_id, "key": f.key, "name": f.name}
+                    {
+                        "id": uuid.uuid4(),
+                        "organization_id": organization_id,
+                        "key": f.key,
+                        "name": f.name,
+                    }
                     for f in data.features
                 ]
             )
@@ -61,7 +64,13 @@ def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
         ).scalars()
         feature_ids = list(rows)
         product.features = list(
-            session.execute(select(Feature).where(Feature.id.in_(feature_ids))).scalars()
+            session.execute(
+                select(Feature)
+                .where(Feature.id.in_(feature_ids))
+                .order_by(Feature.key)
+                # The upsert may have renamed a feature this session already holds.
+                .execution_options(populate_existing=True)
+            ).scalars()
         )
     for price in data.prices:
         product.prices.append(
@@ -89,7 +98,9 @@ def get_product(organization_id: uuid.UUID, product_id: uuid.UUID) -> Product:
     return product
 
 
-def update_product(organization_id: uuid.UUID, product_id: uuid.UUID, data: ProductUpdate) -> Product:
+def update_product(
+    organization_id: uuid.UUID, product_id: uuid.UUID, data: ProductUpdate
+) -> Product:
     product = get_product(organization_id, product_id)
     for field in data.model_fields_set:
         value = getattr(data, field)
@@ -100,7 +111,9 @@ def update_product(organization_id: uuid.UUID, product_id: uuid.UUID, data: Prod
     return product
 
 
-def list_products(organization_id: uuid.UUID, query: ProductListQuery) -> tuple[list[Product], bool]:
+def list_products(
+    organization_id: uuid.UUID, query: ProductListQuery
+) -> tuple[list[Product], bool]:
     stmt = _with_children(select(Product)).where(Product.organization_id == organization_id)
     if not query.include_archived:
         stmt = stmt.where(Product.active.is_(True))
@@ -139,8 +152,8 @@ def price_out(price: ProductPrice) -> PriceOut:
         product_id=str(price.product_id),
         amount=price.amount,
         currency=price.currency,
-        type=price.type,  # type: ignore[arg-type]
-        interval=price.interval,  # type: ignore[arg-type]
+        type=price.type,
+        interval=price.interval,
         trial_period_days=price.trial_period_days,
     )
 

@@ -78,7 +78,9 @@ def _common(checkout: CheckoutSession, subscription: Subscription | None) -> dic
 
 def checkout_out(checkout: CheckoutSession, subscription: Subscription | None) -> CheckoutOut:
     # The client secret is withheld once the checkout can no longer be paid.
-    secret = None if checkout.status in ("pending", "expired", "canceled") else checkout.client_secret
+    secret = (
+        None if checkout.status in ("pending", "expired", "canceled") else checkout.client_secret
+    )
     return CheckoutOut(client_secret=secret, **_common(checkout, subscription))
 
 

@@ -88,6 +88,6 @@ def docs() -> Response:
 @bp.get("/docs/static/<path:filename>")
 def docs_static(filename: str) -> Response:
     # Served from the swagger-ui-bundle wheel, so /docs works with no internet access.
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    from swagger_ui_bundle import swagger_ui_path
 
     return send_from_directory(swagger_ui_path, filename, max_age=86400)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -20,7 +21,7 @@ def upsert_customer(organization_id: uuid.UUID, data: CustomerIn) -> Customer:
         email=data.email,
         name=data.name,
     )
-    update = {"updated_at": func.now()}
+    update: dict[str, Any] = {"updated_at": func.now()}
     if data.email is not None:
         update["email"] = stmt.excluded.email
     if data.name is not None:

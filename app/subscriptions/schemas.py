@@ -33,7 +33,7 @@ class SubscriptionOut(BaseModel):
 def subscription_out(subscription: Subscription) -> SubscriptionOut:
     return SubscriptionOut(
         id=str(subscription.id),
-        status=subscription.status,  # type: ignore[arg-type]
+        status=subscription.status,
         product_id=str(subscription.product_id),
         price_id=str(subscription.price_id),
         current_period_end=subscription.current_period_end,

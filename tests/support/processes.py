@@ -6,6 +6,7 @@ environment set by tests/conftest.py), and may kill it with SIGKILL to test rede
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,10 +60,8 @@ class ManagedProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (a Celery parent and its pool children)."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=15)
 
     def stop(self, timeout: float = 10.0) -> None:
