@@ -46,12 +46,29 @@ class StripeError(Exception):
         return {"error": err}
 
 
-def invalid(message: str, param: str | None = None, code: str | None = None,
-            store: bool = True) -> StripeError:
-    return StripeError(400, "invalid_request_error", message, code=code, param=param,
-                       store_idempotent=store)
+def invalid(
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    store: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> StripeError:
+    return StripeError(
+        400,
+        "invalid_request_error",
+        message,
+        code=code,
+        param=param,
+        extra=extra,
+        store_idempotent=store,
+    )
 
 
 def missing(kind: str, obj_id: str, param: str = "id") -> StripeError:
-    return StripeError(404, "invalid_request_error", f"No such {kind}: '{obj_id}'",
-                       code="resource_missing", param=param)
+    return StripeError(
+        404,
+        "invalid_request_error",
+        f"No such {kind}: '{obj_id}'",
+        code="resource_missing",
+        param=param,
+    )

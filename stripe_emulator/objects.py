@@ -45,7 +45,8 @@ def customer(cid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
         "discount": None,
         "email": p.get("email") or None,
         "id": cid,
-        "invoice_prefix": p.get("invoice_prefix") or "".join(_rand.choices("0123456789ABCDEF", k=8)),
+        "invoice_prefix": p.get("invoice_prefix")
+        or "".join(_rand.choices("0123456789ABCDEF", k=8)),
         "invoice_settings": {
             "custom_fields": None,
             "default_payment_method": inv.get("default_payment_method") or None,
@@ -62,7 +63,6 @@ def customer(cid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
         "shipping": p.get("shipping") or None,
         "tax_exempt": p.get("tax_exempt") or "none",
         "test_clock": None,
-        "customer_account": None,
     }
 
 
@@ -202,12 +202,9 @@ def payment_method(pmid: str, now: int, number: str, billing: dict | None = None
 def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
     apm = p.get("automatic_payment_methods")
     if isinstance(apm, dict):
-        apm = {
-            "allow_redirects": apm.get("allow_redirects", "always"),
-            "enabled": apm.get("enabled") in (True, "true"),
-        }
+        apm = {"enabled": apm.get("enabled") in (True, "true")}
     else:
-        apm = {"allow_redirects": "always", "enabled": True}
+        apm = {"enabled": True}
     return {
         "amount": int(p["amount"]),
         "amount_capturable": 0,
@@ -264,7 +261,7 @@ def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
 def setup_intent(siid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
     return {
         "application": None,
-        "automatic_payment_methods": {"allow_redirects": "always", "enabled": True},
+        "automatic_payment_methods": {"enabled": True},
         "cancellation_reason": None,
         "client_secret": secret(siid),
         "created": now,
@@ -283,7 +280,11 @@ def setup_intent(siid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
         "payment_method": None,
         "payment_method_configuration_details": None,
         "payment_method_options": {
-            "card": {"mandate_options": None, "network": None, "request_three_d_secure": "automatic"}
+            "card": {
+                "mandate_options": None,
+                "network": None,
+                "request_three_d_secure": "automatic",
+            }
         },
         "payment_method_types": ["card"],
         "single_use_mandate": None,
@@ -305,8 +306,14 @@ def next_action_3ds(obj_id: str, base_url: str) -> dict[str, Any]:
     }
 
 
-def charge(chid: str, now: int, pi: dict[str, Any], pm: dict[str, Any], ok: bool,
-           failure: tuple[str, str, str] | None) -> dict[str, Any]:
+def charge(
+    chid: str,
+    now: int,
+    pi: dict[str, Any],
+    pm: dict[str, Any],
+    ok: bool,
+    failure: tuple[str, str, str] | None,
+) -> dict[str, Any]:
     card = pm["card"]
     amount = pi["amount"]
     if ok:
@@ -321,7 +328,7 @@ def charge(chid: str, now: int, pi: dict[str, Any], pm: dict[str, Any], ok: bool
             "type": "authorized",
         }
     else:
-        code, decline, _msg = failure or ("card_declined", "generic_decline", "")
+        _code, decline, _msg = failure or ("card_declined", "generic_decline", "")
         outcome = {
             "advice_code": "try_again_later",
             "network_advice_code": None,
@@ -375,6 +382,17 @@ def charge(chid: str, now: int, pi: dict[str, Any], pm: dict[str, Any], ok: bool
                 "network": card["brand"],
                 "three_d_secure": None,
                 "wallet": None,
+                "authorization_code": "123456" if ok else None,
+                "extended_authorization": {"status": "disabled"},
+                "incremental_authorization": {"status": "unavailable"},
+                "installments": None,
+                "mandate": None,
+                "multicapture": {"status": "unavailable"},
+                "network_token": {"used": False},
+                "network_transaction_id": "emu" + chid[-12:],
+                "overcapture": {"maximum_amount_capturable": amount, "status": "unavailable"},
+                "regulated_status": card["regulated_status"],
+                "transaction_link_id": None,
             },
             "type": "card",
         },
@@ -403,8 +421,12 @@ def refund(reid: str, now: int, ch: dict[str, Any], amount: int, p: dict[str, An
         "created": now,
         "currency": ch["currency"],
         "destination_details": {
-            "card": {"reference": None, "reference_status": "pending",
-                     "reference_type": "acquirer_reference_number", "type": "refund"},
+            "card": {
+                "reference": None,
+                "reference_status": "pending",
+                "reference_type": "acquirer_reference_number",
+                "type": "refund",
+            },
             "type": "card",
         },
         "id": reid,
@@ -449,8 +471,9 @@ def confirmation_token(ctid: str, now: int, pm: dict[str, Any], p: dict[str, Any
     }
 
 
-def subscription_item(siid: str, now: int, sub_id: str, pr: dict, qty: int, meta: dict,
-                      start: int, end: int) -> dict[str, Any]:
+def subscription_item(
+    siid: str, now: int, sub_id: str, pr: dict, qty: int, meta: dict, start: int, end: int
+) -> dict[str, Any]:
     return {
         "created": now,
         "discounts": [],
@@ -490,7 +513,13 @@ def subscription(sid: str, now: int, customer_id: str, currency: str) -> dict[st
         "discounts": [],
         "ended_at": None,
         "id": sid,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "issuer": {"type": "self"},
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+        },
         "items": empty_list(f"/v1/subscription_items?subscription={sid}"),
         "latest_invoice": None,
         "livemode": False,
@@ -565,8 +594,16 @@ def line_item(ilid: str, inv_id: str, sub_id: str, si: dict, start: int, end: in
     }
 
 
-def invoice(inv_id: str, now: int, cus: dict, sub: dict | None, reason: str,
-            start: int, end: int, number: str) -> dict[str, Any]:
+def invoice(
+    inv_id: str,
+    now: int,
+    cus: dict,
+    sub: dict | None,
+    reason: str,
+    start: int,
+    end: int,
+    number: str,
+) -> dict[str, Any]:
     parent = None
     if sub is not None:
         parent = {
@@ -701,8 +738,16 @@ def portal_session(bpsid: str, now: int, customer_id: str, p: dict, url: str) ->
     }
 
 
-def event(evid: str, created: int, etype: str, obj: dict, previous: dict | None,
-          request_id: str | None, idem_key: str | None, pending: int) -> dict[str, Any]:
+def event(
+    evid: str,
+    created: int,
+    etype: str,
+    obj: dict,
+    previous: dict | None,
+    request_id: str | None,
+    idem_key: str | None,
+    pending: int,
+) -> dict[str, Any]:
     data: dict[str, Any] = {"object": obj}
     if previous is not None:
         data["previous_attributes"] = previous

@@ -44,8 +44,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "email name description metadata phone address shipping payment_method invoice_settings "
         "preferred_locales balance invoice_prefix next_invoice_sequence tax_exempt",
     ),
-    _op("customers.search", "GET", "/v1/customers/search", "CustomerSearchParams",
-        "query limit page", required=("query",)),
+    _op(
+        "customers.search",
+        "GET",
+        "/v1/customers/search",
+        "CustomerSearchParams",
+        "query limit page",
+        required=("query",),
+    ),
     _op("customers.retrieve", "GET", "/v1/customers/{id}", "CustomerRetrieveParams"),
     _op(
         "customers.update",
@@ -108,10 +114,17 @@ OPERATIONS: tuple[Operation, ...] = (
         "PaymentMethodCreateParams",
         "type card billing_details metadata allow_redisplay",
     ),
-    _op("payment_methods.retrieve", "GET", "/v1/payment_methods/{id}",
-        "PaymentMethodRetrieveParams"),
-    _op("payment_methods.attach", "POST", "/v1/payment_methods/{id}/attach",
-        "PaymentMethodAttachParams", "customer", required=("customer",)),
+    _op(
+        "payment_methods.retrieve", "GET", "/v1/payment_methods/{id}", "PaymentMethodRetrieveParams"
+    ),
+    _op(
+        "payment_methods.attach",
+        "POST",
+        "/v1/payment_methods/{id}/attach",
+        "PaymentMethodAttachParams",
+        "customer",
+        required=("customer",),
+    ),
     # payment intents
     _op(
         "payment_intents.create",
@@ -125,8 +138,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "error_on_requires_action mandate_data transfer_group",
         required=("amount", "currency"),
     ),
-    _op("payment_intents.retrieve", "GET", "/v1/payment_intents/{id}",
-        "PaymentIntentRetrieveParams", "client_secret"),
+    _op(
+        "payment_intents.retrieve",
+        "GET",
+        "/v1/payment_intents/{id}",
+        "PaymentIntentRetrieveParams",
+        "client_secret",
+    ),
     _op(
         "payment_intents.update",
         "POST",
@@ -145,10 +163,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "setup_future_usage shipping use_stripe_sdk error_on_requires_action mandate_data "
         "payment_method_options capture_method",
     ),
-    _op("payment_intents.cancel", "POST", "/v1/payment_intents/{id}/cancel",
-        "PaymentIntentCancelParams", "cancellation_reason"),
-    _op("payment_intents.list", "GET", "/v1/payment_intents", "PaymentIntentListParams",
-        _LIST + " customer"),
+    _op(
+        "payment_intents.cancel",
+        "POST",
+        "/v1/payment_intents/{id}/cancel",
+        "PaymentIntentCancelParams",
+        "cancellation_reason",
+    ),
+    _op(
+        "payment_intents.list",
+        "GET",
+        "/v1/payment_intents",
+        "PaymentIntentListParams",
+        _LIST + " customer",
+    ),
     # setup intents
     _op(
         "setup_intents.create",
@@ -158,8 +186,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "customer payment_method confirm confirmation_token usage metadata description "
         "automatic_payment_methods return_url use_stripe_sdk mandate_data payment_method_options",
     ),
-    _op("setup_intents.retrieve", "GET", "/v1/setup_intents/{id}", "SetupIntentRetrieveParams",
-        "client_secret"),
+    _op(
+        "setup_intents.retrieve",
+        "GET",
+        "/v1/setup_intents/{id}",
+        "SetupIntentRetrieveParams",
+        "client_secret",
+    ),
     _op(
         "setup_intents.confirm",
         "POST",
@@ -169,11 +202,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "payment_method_options",
     ),
     # confirmation tokens
-    _op("confirmation_tokens.create", "POST", "/v1/test_helpers/confirmation_tokens",
+    _op(
+        "confirmation_tokens.create",
+        "POST",
+        "/v1/test_helpers/confirmation_tokens",
         "test_helpers.ConfirmationTokenCreateParams",
-        "payment_method return_url setup_future_usage shipping"),
-    _op("confirmation_tokens.retrieve", "GET", "/v1/confirmation_tokens/{id}",
-        "ConfirmationTokenRetrieveParams"),
+        "payment_method return_url setup_future_usage shipping",
+    ),
+    _op(
+        "confirmation_tokens.retrieve",
+        "GET",
+        "/v1/confirmation_tokens/{id}",
+        "ConfirmationTokenRetrieveParams",
+    ),
     # subscriptions
     _op(
         "subscriptions.create",
@@ -185,8 +226,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "off_session proration_behavior currency trial_settings trial_from_plan",
         required=("customer",),
     ),
-    _op("subscriptions.retrieve", "GET", "/v1/subscriptions/{id}",
-        "SubscriptionRetrieveParams"),
+    _op("subscriptions.retrieve", "GET", "/v1/subscriptions/{id}", "SubscriptionRetrieveParams"),
     _op(
         "subscriptions.update",
         "POST",
@@ -196,31 +236,70 @@ OPERATIONS: tuple[Operation, ...] = (
         "proration_behavior payment_behavior payment_settings trial_end off_session "
         "cancellation_details",
     ),
-    _op("subscriptions.cancel", "DELETE", "/v1/subscriptions/{id}", "SubscriptionCancelParams",
-        "cancellation_details invoice_now prorate"),
-    _op("subscriptions.list", "GET", "/v1/subscriptions", "SubscriptionListParams",
-        _LIST + " customer status price"),
+    _op(
+        "subscriptions.cancel",
+        "DELETE",
+        "/v1/subscriptions/{id}",
+        "SubscriptionCancelParams",
+        "cancellation_details invoice_now prorate",
+    ),
+    _op(
+        "subscriptions.list",
+        "GET",
+        "/v1/subscriptions",
+        "SubscriptionListParams",
+        _LIST + " customer status price",
+    ),
     # invoices
     _op("invoices.retrieve", "GET", "/v1/invoices/{id}", "InvoiceRetrieveParams"),
-    _op("invoices.list", "GET", "/v1/invoices", "InvoiceListParams",
-        _LIST + " customer subscription status"),
-    _op("invoice_payments.list", "GET", "/v1/invoice_payments", "InvoicePaymentListParams",
-        _LIST + " invoice payment status"),
-    _op("invoice_payments.retrieve", "GET", "/v1/invoice_payments/{id}",
-        "InvoicePaymentRetrieveParams"),
+    _op(
+        "invoices.list",
+        "GET",
+        "/v1/invoices",
+        "InvoiceListParams",
+        _LIST + " customer subscription status",
+    ),
+    _op(
+        "invoice_payments.list",
+        "GET",
+        "/v1/invoice_payments",
+        "InvoicePaymentListParams",
+        _LIST + " invoice payment status",
+    ),
+    _op(
+        "invoice_payments.retrieve",
+        "GET",
+        "/v1/invoice_payments/{id}",
+        "InvoicePaymentRetrieveParams",
+    ),
     # charges and refunds
     _op("charges.retrieve", "GET", "/v1/charges/{id}", "ChargeRetrieveParams"),
-    _op("refunds.create", "POST", "/v1/refunds", "RefundCreateParams",
-        "payment_intent charge amount reason metadata"),
+    _op(
+        "refunds.create",
+        "POST",
+        "/v1/refunds",
+        "RefundCreateParams",
+        "payment_intent charge amount reason metadata",
+    ),
     _op("refunds.retrieve", "GET", "/v1/refunds/{id}", "RefundRetrieveParams"),
     # billing portal
-    _op("billing_portal_sessions.create", "POST", "/v1/billing_portal/sessions",
-        "billing_portal.SessionCreateParams", "customer return_url locale configuration",
-        required=("customer",)),
+    _op(
+        "billing_portal_sessions.create",
+        "POST",
+        "/v1/billing_portal/sessions",
+        "billing_portal.SessionCreateParams",
+        "customer return_url locale configuration",
+        required=("customer",),
+    ),
     # events
     _op("events.retrieve", "GET", "/v1/events/{id}", "EventRetrieveParams"),
-    _op("events.list", "GET", "/v1/events", "EventListParams",
-        _LIST + " type types delivery_success"),
+    _op(
+        "events.list",
+        "GET",
+        "/v1/events",
+        "EventListParams",
+        _LIST + " type types delivery_success",
+    ),
 )
 
 
@@ -238,7 +317,7 @@ def build_router(operations=OPERATIONS):
         segs = path.strip("/").split("/")
         for tmpl, op in table.get((method, len(segs)), ()):
             obj_id = None
-            for t, s in zip(tmpl, segs):
+            for t, s in zip(tmpl, segs, strict=False):
                 if t == "{id}":
                     obj_id = s
                 elif t != s:
