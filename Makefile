@@ -44,5 +44,19 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## bench: the benchmark table beside its same-run baselines (≤ 10 min; BENCH_QUICK=1 for a
+##        seconds-long smoke run) → bench/results/latest.{json,md} and PNG plots
+bench: setup
+	$(PY) -m bench.run $(if $(filter 1,$(BENCH_QUICK)),--quick,)
+
+## chaos: webhooks + checkouts while workers, Redis, Postgres and a web process die (≤ 15 min;
+##        CHAOS_QUICK=1 for a small run) → bench/results/chaos.{json,md}; non-zero on loss/dup
+chaos: setup
+	$(PY) -m bench.chaos $(if $(filter 1,$(CHAOS_QUICK)),--quick,)
+
+## fuzz: schemathesis against /openapi.json of a server it starts, as a merchant and a buyer
+fuzz: setup
+	$(PY) -m bench.fuzz
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

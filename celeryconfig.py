@@ -40,4 +40,19 @@ enable_utc = True
 
 imports = ("tasks.catalog", "tasks.checkout", "tasks.stripe_events", "tasks.maintenance")
 
-beat_schedule: dict[str, dict[str, object]] = {}
+beat_schedule: dict[str, dict[str, object]] = {
+    # Webhook inbox (issue 5): resend events whose task was lost, settle checkouts a webhook
+    # never settled, and forget processed events after Stripe's own 30-day retention.
+    "requeue-unprocessed-stripe-events": {
+        "task": "maintenance.requeue_unprocessed_events",
+        "schedule": 30.0,
+    },
+    "reconcile-stuck-checkouts": {
+        "task": "maintenance.reconcile_stuck_checkouts",
+        "schedule": 60.0,
+    },
+    "prune-processed-stripe-events": {
+        "task": "maintenance.prune_processed_events",
+        "schedule": 6 * 3600.0,
+    },
+}

@@ -18,6 +18,15 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def post_worker_init(worker):
+    # gunicorn's own error lines name the request URI, query string included ("Error handling
+    # request /v1/checkout/…/ws?token=…"): mask credentials there too.
+    from app.logging_setup import RedactingFilter
+
+    for logger in (worker.log.error_log, worker.log.access_log):
+        logger.addFilter(RedactingFilter())
+
+
 def on_starting(server):
     prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if prom_dir:

@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.errors import register_error_handlers
     from app.logging_setup import configure_logging
     from app.metrics import init_metrics
+    from app.realtime import init_realtime
     from app.redis_client import init_redis
     from tasks import init_celery
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     db.configure(settings.database_url, pool_size=settings.db_pool_size)
     init_redis(app, settings.redis_url)
+    init_realtime(app, settings.redis_url)
     init_celery(app, settings)
     register_error_handlers(app)
     init_metrics(app)

@@ -159,3 +159,58 @@ def session_token(
         {"token": token, "expires_at": row.expires_at.isoformat(), "customer_id": str(customer.id)},
         as_json,
     )
+
+
+# --- Stripe webhook inbox (issue 5) ----------------------------------------------------------
+
+
+@billingos_cli.group("events", invoke_without_command=True)
+@click.option("--failed", "only_failed", is_flag=True, help="List events that gave up.")
+@click.option("--limit", default=50, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
+def events(ctx: click.Context, only_failed: bool, limit: int, as_json: bool) -> None:
+    """The Stripe webhook inbox: `events --failed`, `events replay ID`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not only_failed:
+        click.echo(ctx.get_help())
+        return
+    from app.webhooks import service as webhooks
+
+    rows = webhooks.failed_events(db.session(), limit=limit)
+    for row in rows:
+        entry = {
+            "id": row.stripe_event_id,
+            "type": row.type,
+            "status": row.status,
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+            "received_at": row.received_at.isoformat(),
+        }
+        if as_json:
+            click.echo(json.dumps(entry))
+        else:
+            click.echo(
+                f"{entry['id']}  {entry['type']}  attempts={entry['attempts']}  "
+                f"received={entry['received_at']}\n    {entry['last_error']}"
+            )
+    if not rows and not as_json:
+        click.echo("No failed events.")
+
+
+@events.command("replay")
+@click.argument("event_id")
+@click.option("--force", is_flag=True, help="Replay an event that was already processed.")
+def replay_event(event_id: str, force: bool) -> None:
+    """Process a stored event again (by Stripe event id `evt_…` or inbox row id)."""
+    from app.errors import ApiError
+    from app.webhooks import service as webhooks
+
+    try:
+        row = webhooks.replay_event(db.session(), event_id, force=force)
+    except ApiError as error:
+        db.session.rollback()
+        raise click.ClickException(error.detail) from None
+    db.session.commit()
+    click.echo(f"{row.stripe_event_id} ({row.type}) queued for processing.")

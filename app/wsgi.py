@@ -2,7 +2,8 @@
 
 gunicorn's gevent worker has already monkey-patched the standard library when this module is
 imported; psycopg2 needs its own patch so a Postgres query yields to other greenlets instead of
-blocking every websocket of the process.
+blocking every websocket of the process (https://www.gevent.org/api/gevent.monkey.html,
+https://github.com/psycopg/psycogreen).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import sys
 
 if "gevent" in sys.modules:
-    from psycogreen.gevent import patch_psycopg
+    from gevent import monkey
 
-    patch_psycopg()
+    if monkey.is_module_patched("socket"):
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
 
 from app import create_app
 

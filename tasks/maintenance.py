@@ -1,1 +1,68 @@
-"""Celery tasks: maintenance."""
+"""Celery tasks: the beat sweepers that make "a lost message" a delay instead of a loss.
+
+- `maintenance.requeue_unprocessed_events`: inbox events stored but still pending (the broker
+  was down when the webhook arrived, or a worker died holding the task) are enqueued again.
+- `maintenance.reconcile_stuck_checkouts`: checkouts left in `processing`/`requires_action`
+  are handed to `checkout.reconcile`, which asks Stripe, so a webhook that never comes still
+  ends them in their true state.
+- `maintenance.prune_processed_events`: processed and ignored inbox rows older than 30 days are
+  deleted (Stripe itself only keeps events for 30 days).
+
+Their schedule is `celeryconfig.beat_schedule`. Each is safe to run twice or concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import current_app, shared_task
+
+from app.db import db
+from app.webhooks import reconciliation, service
+
+log = logging.getLogger(__name__)
+
+# Rows deleted per transaction when pruning, so the job never holds long locks.
+PRUNE_BATCH_SIZE = 5000
+# Settles one checkout from Stripe's current view (tasks/checkout.py).
+RECONCILE_CHECKOUT_TASK = "checkout.reconcile"
+
+
+@shared_task(name="maintenance.requeue_unprocessed_events")
+def requeue_unprocessed_events(older_than_seconds: float = service.REQUEUE_AFTER_SECONDS) -> int:
+    with db.transaction() as session:
+        requeued = service.requeue_unprocessed_events(
+            session, older_than_seconds=older_than_seconds
+        )
+    if requeued:
+        log.warning("re-enqueued %d stored but unprocessed Stripe event(s)", len(requeued))
+    return len(requeued)
+
+
+@shared_task(name="maintenance.reconcile_stuck_checkouts")
+def reconcile_stuck_checkouts(
+    older_than_seconds: float = reconciliation.STUCK_AFTER_SECONDS,
+) -> int:
+    """Hand each stuck checkout to `checkout.reconcile` (its own task, retries and backoff)."""
+    with db.transaction() as session:
+        checkout_ids = reconciliation.stuck_checkout_ids(
+            session, older_than_seconds=older_than_seconds
+        )
+    for checkout_id in checkout_ids:
+        current_app.send_task(RECONCILE_CHECKOUT_TASK, args=[str(checkout_id)])
+    if checkout_ids:
+        log.info("asking Stripe about %d stuck checkout(s)", len(checkout_ids))
+    return len(checkout_ids)
+
+
+@shared_task(name="maintenance.prune_processed_events")
+def prune_processed_events(older_than_days: int = service.RETENTION_DAYS) -> int:
+    total = 0
+    while True:
+        with db.transaction() as session:
+            deleted = service.prune_processed_events(
+                session, older_than_days=older_than_days, batch_size=PRUNE_BATCH_SIZE
+            )
+        total += deleted
+        if deleted < PRUNE_BATCH_SIZE:
+            return total

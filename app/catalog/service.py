@@ -20,6 +20,7 @@ from app.db import db
 from app.errors import NotFound
 from app.pagination import paginate
 from models import Feature, Product, ProductPrice
+from tasks import enqueue_after_commit
 
 
 class ProductNotFound(NotFound):
@@ -84,6 +85,7 @@ def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
             )
         )
     session.flush()
+    enqueue_after_commit(db.session(), "catalog.mirror_product", str(product.id))
     return product
 
 

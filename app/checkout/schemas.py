@@ -7,12 +7,14 @@ client can treat a websocket frame, an SSE event and a poll the same way.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
+from app.api import RequestModel
+from app.pagination import ListQuery
 from app.subscriptions.schemas import SubscriptionOut, subscription_out
-from models import CheckoutSession, Subscription
+from models import CheckoutSession, PaymentIntent, Subscription
 
 CheckoutStatus = Literal[
     "pending", "open", "processing", "requires_action", "succeeded", "failed", "expired", "canceled"
@@ -91,4 +93,91 @@ def merchant_checkout_out(
         customer_id=str(checkout.customer_id),
         customer_external_id=external_id,
         **_common(checkout, subscription),
+    )
+
+
+# --------------------------------------------------------------------------- requests
+
+# The same shape the session-token endpoint accepts.
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+
+
+class CheckoutCreate(RequestModel):
+    price_id: str = Field(min_length=1, max_length=64, description="A price of an active product.")
+    quantity: int = Field(default=1, ge=1, le=100)
+    customer_email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    customer_name: str | None = Field(default=None, max_length=255)
+    # Stripe's own metadata limits: 50 keys, 40-character keys, 500-character values.
+    metadata: dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=500)]] = (
+        Field(default_factory=dict, max_length=50)
+    )
+
+
+class CheckoutConfirm(RequestModel):
+    payment_method_id: str | None = Field(default=None, pattern=r"^pm_[A-Za-z0-9_]{1,250}$")
+    confirmation_token_id: str | None = Field(default=None, pattern=r"^ctoken_[A-Za-z0-9_]{1,250}$")
+    customer_email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    customer_name: str | None = Field(default=None, max_length=255)
+
+    @model_validator(mode="after")
+    def one_payment_method(self) -> CheckoutConfirm:
+        if (self.payment_method_id is None) == (self.confirmation_token_id is None):
+            raise ValueError("send exactly one of payment_method_id and confirmation_token_id")
+        return self
+
+
+class CheckoutListQuery(ListQuery):
+    status: CheckoutStatus | None = None
+    customer_external_id: str | None = Field(default=None, max_length=255)
+
+
+class PaymentListQuery(ListQuery):
+    status: str | None = Field(default=None, max_length=32)
+    customer_external_id: str | None = Field(default=None, max_length=255)
+
+
+# --------------------------------------------------------------------------- lists, payments
+
+
+class MerchantCheckoutList(BaseModel):
+    data: list[MerchantCheckoutOut]
+    has_more: bool
+
+
+class PaymentOut(BaseModel):
+    """One row of the payment history: one Stripe PaymentIntent."""
+
+    id: str
+    stripe_payment_intent_id: str
+    amount: int
+    currency: str
+    status: str
+    amount_refunded: int
+    last_error: CheckoutError | None
+    checkout_id: str | None
+    customer_id: str
+    customer_external_id: str | None
+    created_at: datetime
+    succeeded_at: datetime | None
+
+
+class PaymentList(BaseModel):
+    data: list[PaymentOut]
+    has_more: bool
+
+
+def payment_out(payment: PaymentIntent, external_id: str | None) -> PaymentOut:
+    return PaymentOut(
+        id=str(payment.id),
+        stripe_payment_intent_id=payment.stripe_payment_intent_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        status=payment.status,
+        amount_refunded=payment.amount_refunded,
+        last_error=payment.last_error,
+        checkout_id=str(payment.checkout_session_id) if payment.checkout_session_id else None,
+        customer_id=str(payment.customer_id),
+        customer_external_id=external_id,
+        created_at=payment.created_at,
+        succeeded_at=payment.succeeded_at,
     )

@@ -1,5 +1,173 @@
+"""The SDK's `/v1/customer/...` endpoints, the billing portal, and the merchant's customer view."""
+
 from __future__ import annotations
 
-from flask import Blueprint
+import uuid
+
+from flask import Blueprint, Response
+from flask.typing import ResponseReturnValue
+
+from app.api import SECRET_KEY, SESSION_TOKEN, json_response, operation
+from app.auth import current_customer, current_merchant
+from app.customers import service
+from app.customers.schemas import (
+    CustomerDetailOut,
+    PortalSessionCreate,
+    PortalSessionOut,
+    PortalSessionQuery,
+)
+from app.db import db
+from app.entitlements.schemas import EntitlementList
+from app.entitlements.service import entitlements_body
+from app.subscriptions import service as subscriptions
+from app.subscriptions.schemas import (
+    SubscriptionCancel,
+    SubscriptionCreate,
+    SubscriptionList,
+    SubscriptionOut,
+    subscription_out,
+)
 
 bp = Blueprint("customers", __name__)
+
+_PORTAL_DESCRIPTION = (
+    "A Stripe billing portal session for this customer (cards, invoices, plan changes, "
+    "cancellation). `expires_at` is when an unused URL stops working (Stripe: five minutes): "
+    "create one right before redirecting. 409 `no_billing_account` when the customer has never "
+    "reached Stripe (no checkout or subscription yet)."
+)
+
+
+@bp.get("/v1/customer/entitlements")
+@operation(
+    summary="What this customer may use now",
+    description=(
+        "The features granted by the customer's live subscriptions (until their trial or "
+        "period ends) and one-time purchases (no end). Served from a cache that is invalidated "
+        "when a change commits, so a revoked feature is never served after its revocation."
+    ),
+    auth=SESSION_TOKEN,
+    responses={200: EntitlementList},
+    tags=["entitlements"],
+)
+def get_entitlements() -> ResponseReturnValue:
+    # The cached body is the response, byte for byte: no parsing on the hot path.
+    body = entitlements_body(current_customer().customer_id)
+    return Response(body, status=200, mimetype="application/json")
+
+
+@bp.get("/v1/customer/subscriptions")
+@operation(
+    summary="This customer's subscriptions, newest first",
+    auth=SESSION_TOKEN,
+    responses={200: SubscriptionList},
+    tags=["subscriptions"],
+)
+def list_subscriptions() -> ResponseReturnValue:
+    rows = subscriptions.list_customer_subscriptions(db.session(), current_customer().customer_id)
+    return json_response(SubscriptionList(data=[subscription_out(s) for s in rows]))
+
+
+@bp.post("/v1/customer/subscription/create")
+@operation(
+    summary="Subscribe to a free price, or start a trial that needs no card",
+    description=(
+        "Creates the subscription in Stripe directly, without a checkout, where nothing is "
+        "owed today: a free recurring price (active at once), or a price with a trial "
+        "(trialing; if no card is added by the trial's end, Stripe cancels it). Anything "
+        "charged now — a paid price without a trial, a one-time price, a second trial of the "
+        "same product — answers 402 `payment_required`: use `POST /v1/checkout/create`.\n\n"
+        "**Upgrades.** A customer holds at most one live subscription per product. Subscribing "
+        "to another price of a product the customer already has (monthly → yearly) is refused "
+        "with 409 `already_subscribed`; change plans in the billing portal "
+        "(`POST /v1/portal-session`), where Stripe prorates the difference, or cancel first."
+    ),
+    auth=SESSION_TOKEN,
+    body=SubscriptionCreate,
+    responses={201: SubscriptionOut},
+    errors={
+        402: "payment_required",
+        404: "price_not_found",
+        409: "already_subscribed",
+        503: "stripe_unavailable",
+    },
+    tags=["subscriptions"],
+)
+def create_subscription(body: SubscriptionCreate) -> ResponseReturnValue:
+    subscription = subscriptions.create_direct_subscription(
+        db.session(), current_customer(), body.price_id
+    )
+    db.session.commit()
+    return json_response(subscription_out(subscription), 201)
+
+
+@bp.post("/v1/customer/subscriptions/<uuid:subscription_id>/cancel")
+@operation(
+    summary="Cancel a subscription, at the end of its period (default) or now",
+    description=(
+        "`at_period_end: true` keeps the subscription and its entitlements until the current "
+        "period ends (`cancel_at_period_end` becomes true), then Stripe ends it. "
+        "`at_period_end: false` ends it now and revokes its entitlements. Repeating a "
+        "period-end cancellation is harmless."
+    ),
+    auth=SESSION_TOKEN,
+    body=SubscriptionCancel,
+    responses={200: SubscriptionOut},
+    errors={
+        404: "subscription_not_found",
+        409: "subscription_not_cancelable",
+        503: "stripe_unavailable",
+    },
+    tags=["subscriptions"],
+)
+def cancel_subscription(
+    subscription_id: uuid.UUID, body: SubscriptionCancel
+) -> ResponseReturnValue:
+    subscription = subscriptions.cancel_subscription(
+        db.session(), current_customer(), subscription_id, at_period_end=body.at_period_end
+    )
+    db.session.commit()
+    return json_response(subscription_out(subscription))
+
+
+@bp.post("/v1/portal-session")
+@operation(
+    summary="Open the Stripe billing portal for this customer",
+    description=_PORTAL_DESCRIPTION,
+    auth=SESSION_TOKEN,
+    body=PortalSessionCreate,
+    responses={201: PortalSessionOut},
+    errors={409: "no_billing_account", 503: "stripe_unavailable"},
+    tags=["billing portal"],
+)
+def create_portal_session(body: PortalSessionCreate) -> ResponseReturnValue:
+    portal = service.create_portal_session(db.session(), current_customer(), body.return_url)
+    return json_response(portal, 201)
+
+
+@bp.get("/v1/portal-session")
+@operation(
+    summary="Open the Stripe billing portal for this customer (return_url in the query)",
+    description=_PORTAL_DESCRIPTION,
+    auth=SESSION_TOKEN,
+    query=PortalSessionQuery,
+    responses={201: PortalSessionOut},
+    errors={409: "no_billing_account", 503: "stripe_unavailable"},
+    tags=["billing portal"],
+)
+def get_portal_session(query: PortalSessionQuery) -> ResponseReturnValue:
+    portal = service.create_portal_session(db.session(), current_customer(), query.return_url)
+    return json_response(portal, 201)
+
+
+@bp.get("/v1/customers/<external_id>")
+@operation(
+    summary="A customer by your user id, with subscriptions and entitlements",
+    auth=SECRET_KEY,
+    responses={200: CustomerDetailOut},
+    errors={404: "customer_not_found"},
+    tags=["customers"],
+)
+def get_customer(external_id: str) -> ResponseReturnValue:
+    detail = service.customer_detail(db.session(), current_merchant().organization_id, external_id)
+    return json_response(detail)

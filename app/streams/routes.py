@@ -1,5 +1,297 @@
+"""Real-time endpoints (API.md): checkout status over websocket and SSE, customer websocket.
+
+Handlers only authenticate, open a stream (app/streams/service.py) and write its items in their
+wire format. Browsers cannot set headers on a websocket or an EventSource, so the session token
+may come as `?token=`; the access log prints the path without its query string
+(gunicorn.conf.py) and nothing here logs a URL.
+"""
+
 from __future__ import annotations
 
-from flask import Blueprint
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+from flask.typing import ResponseReturnValue
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed, Server
+from wsproto.events import Ping, TextMessage
+
+from app.api import SESSION_TOKEN, Operation
+from app.auth import CustomerPrincipal, authenticate_customer
+from app.checkout.schemas import CheckoutOut
+from app.db import db
+from app.errors import ApiError, NotFound, Unauthenticated
+from app.realtime import RealtimeSettings, Update, realtime_of
+from app.streams.service import (
+    CLIENT_GONE,
+    IDLE,
+    PING,
+    TERMINAL,
+    TOKEN_EXPIRED,
+    StatusStream,
+    StreamOptions,
+    checkout_stream,
+    customer_stream,
+)
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("streams", __name__)
+sock = Sock()
+
+# Websocket close codes (RFC 6455 §7.4; 4000–4999 are the application's).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNAUTHORIZED = 4401
+
+_END_CLOSE_CODES = {
+    TERMINAL: (CLOSE_NORMAL, "final status"),
+    IDLE: (CLOSE_GOING_AWAY, "idle; reconnect for a fresh snapshot"),
+    TOKEN_EXPIRED: (CLOSE_UNAUTHORIZED, "token expired"),
+}
+
+
+@bp.record_once
+def _configure_websockets(state: Any) -> None:
+    # Clients only listen; a client that talks cannot make the server buffer much.
+    state.app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": 4096})
+
+
+@bp.before_app_request
+def _no_websocket_compression() -> None:
+    # permessage-deflate keeps zlib state per connection (hundreds of KB) to shrink frames of
+    # ~1 KB; declining it is what lets one process hold ten thousand idle clients.
+    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+def _documented(op: Operation) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Describe a route in /openapi.json without `@operation`'s header-only authentication."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__openapi__ = op  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+_TOKEN_NOTE = (
+    " The session token comes as `Authorization: Bearer bos_st_…` or, from a browser, as"
+    " `?token=bos_st_…`."
+)
+
+
+def _settings() -> RealtimeSettings:
+    return realtime_of(current_app).settings
+
+
+def _authenticate() -> CustomerPrincipal:
+    """The session token from the Authorization header, else from `?token=`."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    token = credential.strip() if scheme.lower() == "bearer" else ""
+    token = token or request.args.get("token", "")
+    if not token:
+        raise Unauthenticated("Send the session token as a Bearer header or `?token=`.")
+    try:
+        return authenticate_customer(token)
+    finally:
+        db.session.remove()  # no pooled connection is held for the life of the stream
+
+
+# --------------------------------------------------------------------------- websocket
+
+
+class _SlowClient(Exception):
+    """The client did not take a frame within the send timeout."""
+
+
+@contextlib.contextmanager
+def _send_deadline(seconds: float) -> Iterator[None]:
+    try:
+        from gevent import Timeout, monkey
+    except ImportError:  # pragma: no cover - gevent is installed wherever streams are served
+        yield
+        return
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    with Timeout(seconds, _SlowClient):
+        yield
+
+
+def _send(ws: Server, event: TextMessage | Ping, timeout: float) -> None:
+    # simple-websocket's `send` uses socket.send, which may write part of a frame when the
+    # client's buffer is full; sendall under a deadline either writes the frame or drops the
+    # client, and only this client's greenlet ever waits.
+    data = ws.ws.send(event)
+    with _send_deadline(timeout):
+        ws.sock.sendall(data)
+
+
+def _ws_options(ws: Server, principal: CustomerPrincipal) -> StreamOptions:
+    settings = _settings()
+    return StreamOptions(
+        ping_seconds=settings.ws_ping_seconds,
+        idle_timeout_seconds=settings.idle_timeout_seconds,
+        token_expires_at=principal.expires_at,
+        client_gone=lambda: _client_gone(ws),
+        # simple-websocket sets this event when the client sends a frame or closes.
+        wake=ws.event,
+    )
+
+
+def _client_gone(ws: Server) -> bool:
+    ws.input_buffer.clear()  # clients have nothing to say; never let it pile up
+    return not ws.connected
+
+
+def _ws_principal(ws: Server) -> CustomerPrincipal | None:
+    try:
+        return _authenticate()
+    except ApiError as exc:
+        _close(ws, CLOSE_UNAUTHORIZED, exc.code)
+        return None
+
+
+def _close(ws: Server, code: int, reason: str) -> None:
+    with contextlib.suppress(ConnectionClosed, OSError):
+        ws.close(reason=code, message=reason)
+
+
+def _pump(ws: Server, stream: StatusStream) -> None:
+    """Write the stream to the websocket, then close it with the code its end calls for."""
+    timeout = _settings().send_timeout_seconds
+    try:
+        for item in stream:
+            if item is PING:
+                if not ws.pong_received:
+                    stream.end_reason = CLIENT_GONE  # no pong since the last ping: gone
+                    break
+                ws.pong_received = False
+                _send(ws, Ping(), timeout)
+            else:
+                assert isinstance(item, Update)
+                _send(ws, TextMessage(data=item.frame), timeout)
+    except (_SlowClient, OSError):
+        stream.end_reason = CLIENT_GONE
+    if stream.end_reason in _END_CLOSE_CODES:
+        _close(ws, *_END_CLOSE_CODES[stream.end_reason])
+    elif stream.end_reason == CLIENT_GONE:
+        ws.connected = False
+        with contextlib.suppress(OSError):
+            ws.sock.close()
+
+
+@sock.route("/v1/checkout/<checkout_id>/ws", bp=bp)
+@_documented(
+    Operation(
+        summary="Checkout status over a websocket",
+        description=(
+            'Text frames `{"type": "checkout.updated", "data": Checkout}`: the current'
+            " snapshot first, then each change in `version` order; server pings; closed with"
+            " 1000 after a terminal status, 4401 for a bad token or another customer's"
+            " checkout, 1001 after the idle limit." + _TOKEN_NOTE
+        ),
+        auth=SESSION_TOKEN,
+        body=None,
+        query=None,
+        responses={101: None},
+        tags=["checkout"],
+    )
+)
+def checkout_websocket(ws: Server, checkout_id: str) -> None:
+    principal = _ws_principal(ws)
+    if principal is None:
+        return
+    hub = realtime_of(current_app).hub
+    stream = checkout_stream(hub, checkout_id, principal.customer_id, _ws_options(ws, principal))
+    if stream is None:
+        # Another customer's checkout looks exactly like a bad credential: nothing is revealed.
+        _close(ws, CLOSE_UNAUTHORIZED, "not_found")
+        return
+    _pump(ws, stream)
+
+
+@sock.route("/v1/customer/ws", bp=bp)
+@_documented(
+    Operation(
+        summary="The customer's subscriptions and entitlements over a websocket",
+        description=(
+            'Text frames `{"type": "subscription.updated" | "entitlements.updated",'
+            ' "data": …}`: every subscription and the current entitlement list first, then'
+            " each change; server pings; 4401 for a bad token." + _TOKEN_NOTE
+        ),
+        auth=SESSION_TOKEN,
+        body=None,
+        query=None,
+        responses={101: None},
+        tags=["customer"],
+    )
+)
+def customer_websocket(ws: Server) -> None:
+    principal = _ws_principal(ws)
+    if principal is None:
+        return
+    hub = realtime_of(current_app).hub
+    _pump(ws, customer_stream(hub, principal.customer_id, _ws_options(ws, principal)))
+
+
+# --------------------------------------------------------------------------- server-sent events
+
+
+def _sse(stream: StatusStream) -> Iterator[str]:
+    # https://html.spec.whatwg.org/multipage/server-sent-events.html: `id` becomes the
+    # browser's Last-Event-ID, a comment line keeps proxies from timing the stream out.
+    for item in stream:
+        if item is PING:
+            yield ": ping\n\n"
+        else:
+            assert isinstance(item, Update)
+            yield f"id: {item.version}\nevent: {item.type}\ndata: {item.data_json}\n\n"
+
+
+@bp.get("/v1/checkout/<checkout_id>/stream")
+@_documented(
+    Operation(
+        summary="Checkout status as server-sent events",
+        description=(
+            "`text/event-stream`: the current snapshot first, then each change, as"
+            " `id: <version>` / `event: checkout.updated` / `data: <Checkout>`; a `: ping`"
+            " comment every 15 s; the stream ends after a terminal status." + _TOKEN_NOTE
+        ),
+        auth=SESSION_TOKEN,
+        body=None,
+        query=None,
+        responses={200: CheckoutOut},
+        tags=["checkout"],
+        extra_responses={
+            200: {
+                "description": "A stream of `checkout.updated` events carrying Checkout",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+)
+def checkout_event_stream(checkout_id: str) -> ResponseReturnValue:
+    principal = _authenticate()
+    settings = _settings()
+    options = StreamOptions(
+        ping_seconds=settings.sse_ping_seconds,
+        idle_timeout_seconds=settings.idle_timeout_seconds,
+        token_expires_at=principal.expires_at,
+    )
+    hub = realtime_of(current_app).hub
+    stream = checkout_stream(hub, checkout_id, principal.customer_id, options)
+    if stream is None:
+        raise NotFound("No such checkout.")
+    response = Response(
+        _sse(stream),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    # Also when the body is never iterated (a client gone before the first byte).
+    response.call_on_close(stream.close)
+    return response

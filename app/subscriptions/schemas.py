@@ -3,8 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from app.api import RequestModel
 from models import Subscription
 
 SubscriptionStatus = Literal[
@@ -40,4 +41,23 @@ def subscription_out(subscription: Subscription) -> SubscriptionOut:
         trial_end=subscription.trial_end,
         cancel_at_period_end=subscription.cancel_at_period_end,
         created_at=subscription.created_at,
+    )
+
+
+class SubscriptionList(BaseModel):
+    data: list[SubscriptionOut]
+    has_more: bool = False
+
+
+class SubscriptionCreate(RequestModel):
+    price_id: str = Field(
+        min_length=1, max_length=100, description="A free recurring price, or one with a trial."
+    )
+
+
+class SubscriptionCancel(RequestModel):
+    at_period_end: bool = Field(
+        default=True,
+        description="true: keep access until the period ends, then end (Stripe's "
+        "`cancel_at_period_end`). false: end now, revoking entitlements at once.",
     )

@@ -1,5 +1,63 @@
+"""`POST /stripe/webhooks`: verify, store, acknowledge — nothing else on the request path."""
+
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, current_app, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import settings_of
+from app.api import PUBLIC, json_response, operation
+from app.db import db
+from app.errors import PROBLEM_JSON
+from app.webhooks import service
 
 bp = Blueprint("webhooks", __name__)
+
+
+class WebhookReceipt(BaseModel):
+    received: bool
+    # False when this delivery repeated an event already stored (Stripe delivers at least once).
+    stored: bool
+
+
+_PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+@bp.post("/stripe/webhooks")
+@operation(
+    summary="Receive a Stripe event",
+    description=(
+        "Stripe's webhook endpoint. The raw body is verified against `Stripe-Signature` "
+        "(HMAC-SHA256, 300 s tolerance), stored once per Stripe event id and acknowledged; "
+        "processing happens in a worker. Duplicates and event types BillingOS does not handle "
+        "are acknowledged too."
+    ),
+    auth=PUBLIC,
+    responses={200: WebhookReceipt},
+    extra_responses={
+        400: {
+            "description": "Bad signature (`code`: `invalid_signature`) or a body that is not a "
+            "Stripe event (`code`: `invalid_payload`); nothing is stored",
+            "content": _PROBLEM,
+        },
+        503: {
+            "description": "The event could not be stored (`code`: `service_unavailable`); "
+            "Stripe retries",
+            "content": _PROBLEM,
+        },
+    },
+    tags=["stripe"],
+)
+def receive_stripe_webhook() -> ResponseReturnValue:
+    payload = request.get_data(cache=False)
+    secret = settings_of(current_app).stripe_webhook_secret
+    event = service.verify_event(payload, request.headers.get("Stripe-Signature"), secret)
+    try:
+        stored = service.store_event(db.session(), event, payload)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        raise service.EventNotStored("The event could not be stored; retry later.") from None
+    return json_response({"received": True, "stored": stored})

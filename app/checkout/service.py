@@ -1,0 +1,351 @@
+"""Checkout rules on the request path: create, confirm, read, list.
+
+Nothing here calls Stripe: create inserts a `pending` checkout and enqueues `checkout.prepare`
+after commit; confirm marks it `processing` under a row lock and enqueues `checkout.confirm`.
+The Stripe work is in app/checkout/payments.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.auth import CustomerPrincipal
+from app.catalog.service import PriceNotFound, get_active_price
+from app.checkout.schemas import (
+    CheckoutConfirm,
+    CheckoutCreate,
+    CheckoutListQuery,
+    PaymentListQuery,
+)
+from app.db import db
+from app.errors import ApiError, Conflict, NotFound
+from app.pagination import paginate
+from models import CheckoutSession, Customer, PaymentIntent, Subscription
+from models.base import utcnow
+from models.checkout import (
+    CHECKOUT_TTL_SECONDS,
+    EXPIRED,
+    KEY_HOLDING_STATUSES,
+    PENDING,
+    PROCESSING,
+)
+from models.subscription import LIVE_STATUSES
+from tasks import enqueue_after_commit
+
+# `Prefer: wait=N` is capped here (API.md).
+MAX_WAIT_SECONDS = 10
+_POLL_FIRST_SECONDS = 0.01
+_POLL_MAX_SECONDS = 0.1
+
+
+class CheckoutNotFound(NotFound):
+    code = "checkout_not_found"
+    title = "Checkout not found"
+
+
+class AlreadySubscribed(Conflict):
+    code = "already_subscribed"
+    title = "Already subscribed"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+
+
+class CheckoutNotConfirmable(Conflict):
+    code = "checkout_not_confirmable"
+    title = "Checkout cannot be confirmed"
+
+
+class CheckoutExpired(ApiError):
+    status = 410
+    code = "checkout_expired"
+    title = "Checkout expired"
+
+
+@dataclass(frozen=True)
+class CreatedCheckout:
+    checkout: CheckoutSession
+    # False when the idempotency key named an existing checkout (a repeat).
+    created: bool
+
+
+# --------------------------------------------------------------------------- create
+
+
+def default_idempotency_key(principal: CustomerPrincipal, price_id: str) -> str:
+    """Without an `Idempotency-Key` header, one checkout per session token and price."""
+    return f"session:{principal.session_token_id}:price:{price_id}"
+
+
+def _parse_price_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise PriceNotFound("No such price, or it is no longer for sale.") from None
+
+
+def _live_checkout(
+    session: Session, customer_id: uuid.UUID, idempotency_key: str
+) -> CheckoutSession | None:
+    return session.execute(
+        select(CheckoutSession).where(
+            CheckoutSession.customer_id == customer_id,
+            CheckoutSession.idempotency_key == idempotency_key,
+            CheckoutSession.status.in_(KEY_HOLDING_STATUSES),
+        )
+    ).scalar_one_or_none()
+
+
+def _repeat(checkout: CheckoutSession, price_id: str) -> CreatedCheckout:
+    if str(checkout.price_id) != price_id:
+        # Like Stripe: one key, one request. Reusing it for another price is a client bug.
+        raise IdempotencyKeyReused("This Idempotency-Key was used for a checkout of another price.")
+    return CreatedCheckout(checkout, created=False)
+
+
+def create_checkout(
+    principal: CustomerPrincipal, data: CheckoutCreate, idempotency_key: str | None
+) -> CreatedCheckout:
+    """Insert a `pending` checkout (or find the one this idempotency key already made).
+
+    Twenty identical requests at once all try the insert; the partial unique index
+    `uq_checkout_sessions_customer_idempotency_key` lets exactly one in, and the others read
+    the winner's row (`ON CONFLICT DO NOTHING` waits for the winner's commit).
+    """
+    session = db.session()
+    key = idempotency_key or default_idempotency_key(principal, data.price_id)
+    existing = _live_checkout(session, principal.customer_id, key)
+    if existing is not None:
+        return _repeat(existing, data.price_id)
+
+    price = get_active_price(principal.organization_id, _parse_price_id(data.price_id))
+    live = session.execute(
+        select(Subscription.id)
+        .where(
+            Subscription.customer_id == principal.customer_id,
+            Subscription.product_id == price.product_id,
+            Subscription.status.in_(LIVE_STATUSES),
+        )
+        .limit(1)
+    ).first()
+    if live is not None:
+        raise AlreadySubscribed("You already have an active subscription to this product.")
+
+    now = utcnow()
+    key_holding = ", ".join(f"'{s}'" for s in KEY_HOLDING_STATUSES)
+    inserted = session.scalars(
+        insert(CheckoutSession)
+        .values(
+            id=uuid.uuid4(),
+            organization_id=principal.organization_id,
+            customer_id=principal.customer_id,
+            product_id=price.product_id,
+            price_id=price.id,
+            session_token_id=principal.session_token_id,
+            idempotency_key=key,
+            status=PENDING,
+            version=1,
+            amount=price.amount * data.quantity,
+            currency=price.currency,
+            quantity=data.quantity,
+            customer_email=data.customer_email,
+            customer_name=data.customer_name,
+            metadata_=data.metadata,
+            expires_at=now + timedelta(seconds=CHECKOUT_TTL_SECONDS),
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[CheckoutSession.customer_id, CheckoutSession.idempotency_key],
+            index_where=text(f"status IN ({key_holding})"),
+        )
+        .returning(CheckoutSession)
+    ).one_or_none()
+    if inserted is None:
+        winner = _live_checkout(session, principal.customer_id, key)
+        if winner is None:  # the winner ended (expired) in between: rare, the client retries
+            raise Conflict("A concurrent request with this idempotency key is in flight.")
+        return _repeat(winner, data.price_id)
+    enqueue_after_commit(session, "checkout.prepare", str(inserted.id))
+    return CreatedCheckout(inserted, created=True)
+
+
+def wait_while_pending(checkout: CheckoutSession, seconds: float) -> CheckoutSession:
+    """Wait up to `seconds` for `checkout.prepare` to open the checkout (`Prefer: wait=N`).
+
+    Polls one indexed column on a pooled connection with no transaction held open, backing off
+    from 10 ms to 100 ms; under gevent the sleep yields to other requests.
+    """
+    assert db.engine is not None
+    deadline = time.monotonic() + min(seconds, MAX_WAIT_SECONDS)
+    delay = _POLL_FIRST_SECONDS
+    stmt = select(CheckoutSession.status).where(CheckoutSession.id == checkout.id)
+    while time.monotonic() < deadline:
+        with db.engine.connect() as conn:
+            status = conn.execute(stmt).scalar_one()
+        if status != PENDING:
+            break
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, _POLL_MAX_SECONDS)
+    db.session.refresh(checkout)
+    return checkout
+
+
+# --------------------------------------------------------------------------- confirm
+
+
+def confirm_checkout(
+    principal: CustomerPrincipal, client_secret: str, data: CheckoutConfirm
+) -> CheckoutSession:
+    """Mark the checkout `processing` and enqueue `checkout.confirm`.
+
+    The row lock makes a concurrent second confirm wait, then see `processing` and get 409: only
+    one confirmation is ever sent to Stripe.
+    """
+    session = db.session()
+    checkout = session.execute(
+        select(CheckoutSession)
+        .where(
+            CheckoutSession.client_secret == client_secret,
+            CheckoutSession.customer_id == principal.customer_id,
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+    if checkout is None:
+        raise CheckoutNotFound("No such checkout.")
+    if checkout.status == EXPIRED or (checkout.is_confirmable and checkout.is_expired_at(utcnow())):
+        raise CheckoutExpired("This checkout has expired; start a new one.")
+    if not checkout.is_confirmable:
+        raise CheckoutNotConfirmable(f"This checkout is {checkout.status} and cannot be confirmed.")
+    changes: dict[str, object] = {"confirm_attempts": 0, "last_error": None, "next_action": None}
+    if data.customer_email is not None:
+        changes["customer_email"] = data.customer_email
+    if data.customer_name is not None:
+        changes["customer_name"] = data.customer_name
+    checkout.transition(PROCESSING, **changes)
+    enqueue_after_commit(
+        session,
+        "checkout.confirm",
+        str(checkout.id),
+        checkout.version,
+        data.payment_method_id,
+        data.confirmation_token_id,
+    )
+    return checkout
+
+
+# --------------------------------------------------------------------------- read
+
+
+def get_customer_checkout(principal: CustomerPrincipal, checkout_id: uuid.UUID) -> CheckoutSession:
+    checkout = db.session.execute(
+        select(CheckoutSession).where(
+            CheckoutSession.id == checkout_id,
+            CheckoutSession.customer_id == principal.customer_id,
+        )
+    ).scalar_one_or_none()
+    if checkout is None:
+        raise CheckoutNotFound("No such checkout.")
+    return checkout
+
+
+def subscription_of(checkout: CheckoutSession) -> Subscription | None:
+    if checkout.stripe_subscription_id is None:
+        return None
+    return db.session.execute(
+        select(Subscription).where(Subscription.checkout_session_id == checkout.id)
+    ).scalar_one_or_none()
+
+
+def subscriptions_of(checkouts: list[CheckoutSession]) -> dict[uuid.UUID, Subscription]:
+    ids = [c.id for c in checkouts if c.stripe_subscription_id is not None]
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(Subscription).where(Subscription.checkout_session_id.in_(ids))
+    ).scalars()
+    return {row.checkout_session_id: row for row in rows if row.checkout_session_id is not None}
+
+
+def etag(checkout: CheckoutSession) -> str:
+    return f'"{checkout.id}.{checkout.version}"'
+
+
+def etag_matches(if_none_match: str | None, current: str) -> bool:
+    """RFC 9110 §13.1.2: weak comparison, a list of tags, or `*`."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == current:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- merchant lists
+
+
+def get_merchant_checkout(
+    organization_id: uuid.UUID, checkout_id: uuid.UUID
+) -> tuple[CheckoutSession, str]:
+    row = db.session.execute(
+        select(CheckoutSession, Customer.external_id)
+        .join(Customer, Customer.id == CheckoutSession.customer_id)
+        .where(
+            CheckoutSession.id == checkout_id,
+            CheckoutSession.organization_id == organization_id,
+        )
+    ).first()
+    if row is None:
+        raise CheckoutNotFound("No such checkout.")
+    return row[0], row[1]
+
+
+def list_checkouts(
+    organization_id: uuid.UUID, query: CheckoutListQuery
+) -> tuple[list[CheckoutSession], dict[uuid.UUID, str], bool]:
+    stmt = select(CheckoutSession).where(CheckoutSession.organization_id == organization_id)
+    if query.status is not None:
+        stmt = stmt.where(CheckoutSession.status == query.status)
+    if query.customer_external_id is not None:
+        stmt = stmt.join(Customer, Customer.id == CheckoutSession.customer_id).where(
+            Customer.external_id == query.customer_external_id
+        )
+    checkouts, has_more = paginate(stmt, CheckoutSession, query)
+    return checkouts, _external_ids({c.customer_id for c in checkouts}), has_more
+
+
+def list_payments(
+    organization_id: uuid.UUID, query: PaymentListQuery
+) -> tuple[list[PaymentIntent], dict[uuid.UUID, str], bool]:
+    stmt = select(PaymentIntent).where(PaymentIntent.organization_id == organization_id)
+    if query.status is not None:
+        stmt = stmt.where(PaymentIntent.status == query.status)
+    if query.customer_external_id is not None:
+        stmt = stmt.join(Customer, Customer.id == PaymentIntent.customer_id).where(
+            Customer.external_id == query.customer_external_id
+        )
+    payments, has_more = paginate(stmt, PaymentIntent, query)
+    return payments, _external_ids({p.customer_id for p in payments}), has_more
+
+
+def _external_ids(customer_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not customer_ids:
+        return {}
+    rows = db.session.execute(
+        select(Customer.id, Customer.external_id).where(Customer.id.in_(customer_ids))
+    )
+    return {row.id: row.external_id for row in rows}

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+
+from app.api import QueryModel, RequestModel
+from app.entitlements.schemas import EntitlementOut
+from app.session_tokens.schemas import CustomerOut
+from app.subscriptions.schemas import SubscriptionOut
+
+RETURN_URL_MAX_LENGTH = 2048
+
+
+def _valid_return_url(value: str | None) -> str | None:
+    # The portal's "return to app" link: an absolute http(s) URL, nothing else (a
+    # `javascript:` or relative URL would be a redirect we should not hand to Stripe).
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.netloc or any(c.isspace() for c in value):
+        raise ValueError("return_url must be an absolute http or https URL")
+    return value
+
+
+class PortalSessionCreate(RequestModel):
+    return_url: str | None = Field(
+        default=None,
+        max_length=RETURN_URL_MAX_LENGTH,
+        description="Where the portal's back link goes (absolute http/https URL).",
+    )
+
+    _check_return_url = field_validator("return_url")(_valid_return_url)
+
+
+class PortalSessionQuery(QueryModel):
+    return_url: str | None = Field(default=None, max_length=RETURN_URL_MAX_LENGTH)
+
+    _check_return_url = field_validator("return_url")(_valid_return_url)
+
+
+class PortalSessionOut(BaseModel):
+    url: str
+    expires_at: datetime
+
+
+class CustomerDetailOut(CustomerOut):
+    """A customer as the merchant sees it: who, what they subscribe to, what they may use."""
+
+    subscriptions: list[SubscriptionOut]
+    entitlements: list[EntitlementOut]

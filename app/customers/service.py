@@ -1,0 +1,98 @@
+"""The customer's own billing: the Stripe billing portal, and the merchant's view of a customer."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth import CustomerPrincipal
+from app.customers.schemas import CustomerDetailOut, PortalSessionOut
+from app.entitlements.service import list_entitlements
+from app.errors import Conflict, NotFound
+from app.stripe_gateway import StripeGatewayError, get_gateway
+from app.subscriptions.schemas import subscription_out
+from app.subscriptions.service import list_customer_subscriptions, stripe_failure
+from models import Customer
+
+# Stripe does not return an expiry on portal sessions; its guide says an unused session URL
+# expires after five minutes (https://docs.stripe.com/customer-management/integrate-customer-portal).
+PORTAL_SESSION_LIFETIME = timedelta(minutes=5)
+# Requests for the same customer and return URL within this window share one portal session, so
+# a double click or a client retry does not create a second one.
+PORTAL_IDEMPOTENCY_WINDOW_SECONDS = 60
+
+
+class NoBillingAccount(Conflict):
+    code = "no_billing_account"
+    title = "No billing account yet"
+
+
+class CustomerNotFound(NotFound):
+    code = "customer_not_found"
+    title = "Customer not found"
+
+
+def create_portal_session(
+    session: Session, principal: CustomerPrincipal, return_url: str | None
+) -> PortalSessionOut:
+    """A Stripe billing portal session for the token's customer.
+
+    The portal manages what Stripe knows about the customer (cards, invoices, plans), so a
+    customer who has never reached Stripe — never started a checkout or a subscription — has
+    nothing to manage yet: 409 `no_billing_account`.
+    """
+    stripe_customer_id = session.execute(
+        select(Customer.stripe_customer_id).where(Customer.id == principal.customer_id)
+    ).scalar_one()
+    if stripe_customer_id is None:
+        raise NoBillingAccount(
+            "This customer has no billing account yet: the portal becomes available after "
+            "their first checkout or subscription."
+        )
+    window = int(time.time()) // PORTAL_IDEMPOTENCY_WINDOW_SECONDS
+    url_digest = hashlib.sha256((return_url or "").encode()).hexdigest()[:16]
+    try:
+        portal = get_gateway().create_billing_portal_session(
+            stripe_customer_id=stripe_customer_id,
+            return_url=return_url,
+            idempotency_key=f"customer:{principal.customer_id}:portal:{window}:{url_digest}",
+        )
+    except StripeGatewayError as error:
+        raise stripe_failure(error) from None
+    created = datetime.fromtimestamp(int(portal.created), tz=UTC)
+    return PortalSessionOut(url=portal.url, expires_at=created + PORTAL_SESSION_LIFETIME)
+
+
+def get_customer_by_external_id(
+    session: Session, organization_id: uuid.UUID, external_id: str
+) -> Customer:
+    customer = session.execute(
+        select(Customer).where(
+            Customer.organization_id == organization_id, Customer.external_id == external_id
+        )
+    ).scalar_one_or_none()
+    if customer is None:
+        raise CustomerNotFound("No customer with this external_id.")
+    return customer
+
+
+def customer_detail(
+    session: Session, organization_id: uuid.UUID, external_id: str
+) -> CustomerDetailOut:
+    """The merchant's view: the customer, every subscription, and what they may use now."""
+    customer = get_customer_by_external_id(session, organization_id, external_id)
+    return CustomerDetailOut(
+        id=str(customer.id),
+        external_id=customer.external_id,
+        email=customer.email,
+        name=customer.name,
+        subscriptions=[
+            subscription_out(s) for s in list_customer_subscriptions(session, customer.id)
+        ],
+        entitlements=list_entitlements(customer.id),
+    )

@@ -1,0 +1,254 @@
+"""Status streams: a snapshot from Postgres, then the changes the subscriber hub fans out.
+
+A stream is an iterator of `Update` (send it) and `PING` (nothing happened for a ping interval:
+send a keep-alive). The order of operations is what makes it exact:
+
+1. watch the channel (the hub confirms the Redis subscription is in force);
+2. read the snapshot from Postgres — any change committed after this read is published after
+   step 1, so it reaches the watcher;
+3. forward updates, dropping any whose `version` is not newer than what was sent;
+4. when the hub reconnected to Redis (messages may have been lost) reload the snapshot.
+
+A checkout stream ends after a terminal status. Every stream ends when its session token
+expires or after `idle_timeout_seconds` without a change. Database connections are taken only
+for a snapshot and released at once: an idle stream holds no pooled connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import redis
+from sqlalchemy import select
+
+from app.db import db
+from app.realtime import (
+    SubscriberHub,
+    Update,
+    Watcher,
+    checkout_channel,
+    checkout_message,
+    checkout_status,
+    customer_channel,
+    entitlements_message,
+    is_newer,
+    parse_update,
+    subscription_message,
+)
+from models import CheckoutSession, Subscription
+from models.base import utcnow
+from models.checkout import TERMINAL_STATUSES
+
+
+class _Ping:
+    def __repr__(self) -> str:
+        return "PING"
+
+
+PING: Final = _Ping()
+
+# Why a stream ended (websocket close code / log line).
+TERMINAL = "terminal"
+IDLE = "idle"
+TOKEN_EXPIRED = "token_expired"
+CLIENT_GONE = "client_gone"
+NOT_FOUND = "not_found"
+
+
+def _parse_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def load_checkout_snapshot(checkout_id: uuid.UUID, customer_id: uuid.UUID) -> Update | None:
+    """The checkout as GET /v1/checkout/{id}/status shows it, if it is this customer's."""
+    session = db.session()
+    try:
+        checkout = session.execute(
+            select(CheckoutSession).where(
+                CheckoutSession.id == checkout_id, CheckoutSession.customer_id == customer_id
+            )
+        ).scalar_one_or_none()
+        if checkout is None:
+            return None
+        return parse_update(checkout_message(checkout_status(session, checkout)))
+    finally:
+        db.session.remove()  # hand the connection back: the stream may idle for an hour
+
+
+def _entitlements_generation(customer_id: uuid.UUID) -> int | None:
+    """The entitlement cache generation, read BEFORE the list: it versions the snapshot.
+
+    Every committed change bumps the generation and then publishes the list with the new one,
+    so a message whose version is not above the generation read here describes a change the
+    snapshot already contains (app/entitlements/cache.py).
+    """
+    from app.entitlements.service import entitlement_cache
+
+    try:
+        return int(entitlement_cache().lookup(customer_id).ticket.generation)
+    except (redis.RedisError, ValueError):
+        return None  # unversioned: the next message is taken whatever its version
+
+
+def load_customer_snapshot(customer_id: uuid.UUID) -> list[Update]:
+    """Every subscription of the customer, then the entitlement list in force."""
+    from app.entitlements.service import load_entitlements
+
+    generation = _entitlements_generation(customer_id)
+    session = db.session()
+    try:
+        subscriptions = session.execute(
+            select(Subscription)
+            .where(Subscription.customer_id == customer_id)
+            .order_by(Subscription.created_at)
+        ).scalars()
+        updates = [parse_update(subscription_message(s)) for s in subscriptions]
+        entitlements = load_entitlements(session, customer_id, utcnow())
+        updates.append(parse_update(entitlements_message(entitlements, generation)))
+        return updates
+    finally:
+        db.session.remove()
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How long a stream may idle, how often it pings, and how it notices a departed client."""
+
+    ping_seconds: float
+    idle_timeout_seconds: float
+    token_expires_at: datetime | None = None
+    # True once the client has gone (websocket closed); checked whenever the stream wakes.
+    client_gone: Callable[[], bool] = lambda: False
+    # An event the connection sets when the client sends or closes, so the stream wakes at once.
+    wake: threading.Event | None = None
+
+
+class StatusStream:
+    """One client's stream on one channel: `open()`, iterate, then read `end_reason`."""
+
+    def __init__(
+        self,
+        hub: SubscriberHub,
+        channel: str,
+        load_snapshot: Callable[[], list[Update] | None],
+        options: StreamOptions,
+        *,
+        ends_after_terminal: bool = False,
+    ) -> None:
+        self._hub = hub
+        self._load_snapshot = load_snapshot
+        self._options = options
+        self._ends_after_terminal = ends_after_terminal
+        self.watcher = Watcher(channel, wake=options.wake)
+        self._sent: dict[str, Update] = {}
+        self._snapshot: list[Update] | None = None
+        self.end_reason: str | None = None
+
+    def open(self) -> bool:
+        """Subscribe, then read the snapshot; False (nothing held) if there is nothing to see."""
+        self._hub.watch(self.watcher)
+        try:
+            snapshot = self._load_snapshot()
+        except BaseException:
+            self.close()
+            raise
+        if snapshot is None:
+            self.close()
+            self.end_reason = NOT_FOUND
+            return False
+        self._snapshot = snapshot
+        return True
+
+    def close(self) -> None:
+        self._hub.unwatch(self.watcher)
+
+    def __iter__(self) -> Iterator[Update | _Ping]:
+        assert self._snapshot is not None, "open() the stream first"
+        try:
+            yield from self._run(self._snapshot)
+        finally:
+            self.close()
+
+    def _fresh(self, updates: list[Update]) -> Iterator[Update]:
+        # Oldest first; anything not newer than what the client already has is dropped.
+        for update in sorted(updates, key=lambda u: u.version or 0):
+            if is_newer(update, self._sent.get(update.key)):
+                self._sent[update.key] = update
+                yield update
+
+    def _run(self, snapshot: list[Update]) -> Iterator[Update | _Ping]:
+        options = self._options
+        now = time.monotonic()
+        last_frame = idle_since = now
+        token_deadline = float("inf")
+        if options.token_expires_at is not None:
+            token_deadline = now + (options.token_expires_at - utcnow()).total_seconds()
+        pending = snapshot
+        while True:
+            for update in self._fresh(pending):
+                yield update
+                last_frame = idle_since = time.monotonic()
+                if self._ends_after_terminal and update.status in TERMINAL_STATUSES:
+                    self.end_reason = TERMINAL
+                    return
+            now = time.monotonic()
+            if options.client_gone():
+                self.end_reason = CLIENT_GONE
+                return
+            if now >= token_deadline:
+                self.end_reason = TOKEN_EXPIRED
+                return
+            if now >= idle_since + options.idle_timeout_seconds:
+                self.end_reason = IDLE
+                return
+            if now >= last_frame + options.ping_seconds:
+                yield PING
+                last_frame = now = time.monotonic()
+            wait = min(
+                last_frame + options.ping_seconds,
+                idle_since + options.idle_timeout_seconds,
+                token_deadline,
+            )
+            resync, pending = self.watcher.take(max(wait - now, 0.0))
+            if resync:
+                reloaded = self._load_snapshot()
+                if reloaded is None:
+                    self.end_reason = NOT_FOUND
+                    return
+                pending = reloaded + pending
+
+
+def checkout_stream(
+    hub: SubscriberHub, checkout_id: str, customer_id: uuid.UUID, options: StreamOptions
+) -> StatusStream | None:
+    """An opened stream of the customer's checkout, or None if it is not theirs (or unknown)."""
+    parsed = _parse_id(checkout_id)
+    if parsed is None:
+        return None
+
+    def load() -> list[Update] | None:
+        update = load_checkout_snapshot(parsed, customer_id)
+        return None if update is None else [update]
+
+    stream = StatusStream(hub, checkout_channel(parsed), load, options, ends_after_terminal=True)
+    return stream if stream.open() else None
+
+
+def customer_stream(
+    hub: SubscriberHub, customer_id: uuid.UUID, options: StreamOptions
+) -> StatusStream:
+    """An opened stream of the customer's subscriptions and entitlements."""
+    stream = StatusStream(
+        hub, customer_channel(customer_id), lambda: load_customer_snapshot(customer_id), options
+    )
+    stream.open()
+    return stream

@@ -1,0 +1,365 @@
+"""What each Stripe event type does to our rows.
+
+Handlers run inside the inbox transaction (`service.process_stored_event`), with the event row
+locked. They treat an event as a notification about an object, not as the object's latest
+state (https://docs.stripe.com/webhooks#event-ordering: delivery order is not guaranteed):
+
+- a PaymentIntent or SetupIntent in a final state (`succeeded`, `canceled`) cannot be stale,
+  so it is applied as delivered; in any other state it may have moved on since the event was
+  created, so it is re-fetched through the gateway and Stripe's current state is applied;
+- a subscription event carries its `created`, and stripe_sync re-fetches when it cannot tell
+  whether the payload is newer than what we hold;
+- invoices and Stripe Checkout sessions only point at the objects that matter, which are
+  re-fetched.
+
+The state changes themselves belong to `app.stripe_sync` (idempotent, row-locking, never
+regressing), which the checkout tasks share, so a webhook and a task reporting the same
+outcome make one change whichever arrives first.
+
+A handler returns None when it applied the event, or a note when the event is about nothing of
+ours (another integration on the same Stripe account, a Stripe Checkout session, a fixture):
+such an event is done, not failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app import stripe_sync
+from app.entitlements.service import recompute_entitlements
+from app.stripe_gateway import CHECKOUT_METADATA, get_gateway
+from models import CheckoutSession, PaymentIntent, Subscription
+from models.base import utcnow
+
+Handler = Callable[[Session, dict[str, Any]], str | None]
+
+# PaymentIntent and SetupIntent statuses after which nothing more happens to the object.
+_FINAL_INTENT_STATUSES = frozenset({"succeeded", "canceled"})
+
+
+def _object(event: dict[str, Any]) -> dict[str, Any]:
+    obj: dict[str, Any] = event["data"]["object"]
+    return obj
+
+
+def _event_created(event: dict[str, Any]) -> datetime | None:
+    created = event.get("created")
+    return datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
+
+
+def _id_of(value: Any) -> str | None:
+    """An id from a field that is either the id or the expanded object."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+def _not_ours(kind: str, stripe_id: str | None) -> str:
+    return f"{kind} {stripe_id or '(no id)'} was not created by BillingOS; nothing to do"
+
+
+# ---------------------------------------------------------------------------- who owns what
+#
+# "Ours" means one of our rows names the object's Stripe id, or the object's
+# `billingos_checkout_id` metadata names one of our checkouts (an event can overtake the task
+# that records a new Stripe id). Metadata alone is not enough: another BillingOS deployment on
+# the same Stripe account writes the same keys.
+
+
+def _exists(session: Session, statement: Any) -> bool:
+    return session.execute(statement.limit(1)).first() is not None
+
+
+def _names_our_checkout(session: Session, obj: dict[str, Any]) -> bool:
+    metadata = obj.get("metadata")
+    raw = metadata.get(CHECKOUT_METADATA) if isinstance(metadata, dict) else None
+    if not raw:
+        return False
+    try:
+        checkout_id = uuid.UUID(str(raw))
+    except ValueError:
+        return False
+    return _exists(session, select(CheckoutSession.id).where(CheckoutSession.id == checkout_id))
+
+
+def _knows_payment_intent(session: Session, stripe_id: str | None) -> bool:
+    return bool(stripe_id) and (
+        _exists(
+            session,
+            select(PaymentIntent.id).where(PaymentIntent.stripe_payment_intent_id == stripe_id),
+        )
+        or _exists(
+            session,
+            select(CheckoutSession.id).where(CheckoutSession.stripe_payment_intent_id == stripe_id),
+        )
+    )
+
+
+def _knows_setup_intent(session: Session, stripe_id: str | None) -> bool:
+    return bool(stripe_id) and _exists(
+        session,
+        select(CheckoutSession.id).where(CheckoutSession.stripe_setup_intent_id == stripe_id),
+    )
+
+
+def _knows_subscription(session: Session, stripe_id: str | None) -> bool:
+    return bool(stripe_id) and (
+        _exists(
+            session, select(Subscription.id).where(Subscription.stripe_subscription_id == stripe_id)
+        )
+        or _exists(
+            session,
+            select(CheckoutSession.id).where(CheckoutSession.stripe_subscription_id == stripe_id),
+        )
+    )
+
+
+def lock_checkout_for(
+    session: Session,
+    *,
+    payment_intent_id: str | None = None,
+    setup_intent_id: str | None = None,
+    subscription_id: str | None = None,
+) -> None:
+    """Lock the checkout an object belongs to before asking Stripe about that object.
+
+    A state fetched from Stripe is applied as "now"; without the lock, a concurrent worker
+    could apply a newer state between our fetch and our write, and ours would overwrite it.
+    With it, appliers of the same checkout take turns, and each fetch is newer than anything
+    applied before it. (Lock order: inbox row, checkout, subscription — as in stripe_sync.)
+    """
+    conditions = []
+    if payment_intent_id:
+        conditions.append(CheckoutSession.stripe_payment_intent_id == payment_intent_id)
+    if setup_intent_id:
+        conditions.append(CheckoutSession.stripe_setup_intent_id == setup_intent_id)
+    if subscription_id:
+        conditions.append(CheckoutSession.stripe_subscription_id == subscription_id)
+    if conditions:
+        session.execute(
+            select(CheckoutSession.id)
+            .where(or_(*conditions))
+            .order_by(CheckoutSession.id)
+            .with_for_update()
+        ).all()
+
+
+# ---------------------------------------------------------------------------- intents
+
+
+def _current_payment_intent(session: Session, stripe_id: str) -> dict[str, Any]:
+    lock_checkout_for(session, payment_intent_id=stripe_id)
+    return get_gateway().retrieve_payment_intent(stripe_id).to_dict()
+
+
+def _current_setup_intent(session: Session, stripe_id: str) -> dict[str, Any]:
+    lock_checkout_for(session, setup_intent_id=stripe_id)
+    return get_gateway().retrieve_setup_intent(stripe_id).to_dict()
+
+
+def handle_payment_intent(session: Session, event: dict[str, Any]) -> str | None:
+    """`payment_intent.succeeded` / `payment_intent.payment_failed`."""
+    payment_intent = _object(event)
+    if not (
+        _knows_payment_intent(session, payment_intent.get("id"))
+        or _names_our_checkout(session, payment_intent)
+    ):
+        return _not_ours("PaymentIntent", payment_intent.get("id"))
+    if payment_intent.get("status") not in _FINAL_INTENT_STATUSES:
+        # A `payment_failed` may be older than a second attempt that is already under way or
+        # has succeeded (the buyer tried another card): Stripe's current state decides, or the
+        # buyer would briefly see a stale decline.
+        payment_intent = _current_payment_intent(session, payment_intent["id"])
+    stripe_sync.apply_payment_intent(session, payment_intent)
+    return None
+
+
+def handle_setup_intent(session: Session, event: dict[str, Any]) -> str | None:
+    """`setup_intent.succeeded`: a trial's card is saved."""
+    setup_intent = _object(event)
+    if not (
+        _knows_setup_intent(session, setup_intent.get("id"))
+        or _names_our_checkout(session, setup_intent)
+    ):
+        return _not_ours("SetupIntent", setup_intent.get("id"))
+    if setup_intent.get("status") not in _FINAL_INTENT_STATUSES:
+        setup_intent = _current_setup_intent(session, setup_intent["id"])
+    stripe_sync.apply_setup_intent(session, setup_intent)
+    return None
+
+
+# ---------------------------------------------------------------------------- subscriptions
+
+
+def _apply_current_subscription(session: Session, stripe_subscription_id: str) -> None:
+    # Re-fetched, so applied as Stripe's state "now" (no event time to compare).
+    lock_checkout_for(session, subscription_id=stripe_subscription_id)
+    subscription = get_gateway().retrieve_subscription(stripe_subscription_id)
+    stripe_sync.apply_subscription(session, subscription.to_dict())
+
+
+def handle_subscription(session: Session, event: dict[str, Any]) -> str | None:
+    """`customer.subscription.created` / `.updated` / `.deleted`.
+
+    Applied with the event's `created`: stripe_sync keeps the newest state it has seen and,
+    when an event is not clearly newer (`created` has one-second resolution), re-fetches the
+    subscription instead of trusting the payload.
+    """
+    subscription = _object(event)
+    if not (
+        _knows_subscription(session, subscription.get("id"))
+        or _names_our_checkout(session, subscription)
+    ):
+        return _not_ours("Subscription", subscription.get("id"))
+    stripe_sync.apply_subscription(session, subscription, event_created=_event_created(event))
+    return None
+
+
+# ---------------------------------------------------------------------------- invoices
+
+
+def _invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
+    # In this API version the link is `parent.subscription_details.subscription`.
+    # https://docs.stripe.com/changelog/basil/2025-03-31/adds-new-parent-field-to-invoicing-objects
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    return _id_of(details.get("subscription"))
+
+
+def _invoice_payment_intent_ids(invoice: dict[str, Any]) -> list[str] | None:
+    """The PaymentIntents in `invoice.payments`, or None when the payload does not include it.
+
+    `payments` is an includable field (https://docs.stripe.com/api/invoices/object#invoice_object-payments):
+    webhook payloads usually leave it out.
+    """
+    payments = invoice.get("payments")
+    if not isinstance(payments, dict):
+        return None
+    ids: list[str] = []
+    for invoice_payment in payments.get("data") or []:
+        payment = (invoice_payment or {}).get("payment") or {}
+        if payment.get("type") == "payment_intent":
+            stripe_id = _id_of(payment.get("payment_intent"))
+            if stripe_id:
+                ids.append(stripe_id)
+    return ids
+
+
+def handle_invoice(session: Session, event: dict[str, Any]) -> str | None:
+    """`invoice.paid` / `invoice.payment_failed`: a subscription invoice's payment moved.
+
+    The invoice names its subscription and (when included) its PaymentIntents; both are
+    re-fetched and applied, so an invoice event arriving before or after the PaymentIntent's
+    and the subscription's own events converges on the same state.
+    """
+    invoice = _object(event)
+    stripe_subscription_id = _invoice_subscription_id(invoice)
+    payment_intent_ids = _invoice_payment_intent_ids(invoice)
+    subscription_details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    ours_by_subscription = _knows_subscription(
+        session, stripe_subscription_id
+    ) or _names_our_checkout(session, subscription_details)
+    ours_by_payment = any(_knows_payment_intent(session, pi) for pi in payment_intent_ids or [])
+    if not (ours_by_subscription or ours_by_payment):
+        return _not_ours("Invoice", invoice.get("id"))
+
+    gateway = get_gateway()
+    if payment_intent_ids is None:
+        fetched = gateway.retrieve_invoice(invoice["id"], expand=["payments"])
+        payment_intent_ids = _invoice_payment_intent_ids(fetched.to_dict()) or []
+    for stripe_payment_intent_id in payment_intent_ids:
+        stripe_sync.apply_payment_intent(
+            session,
+            _current_payment_intent(session, stripe_payment_intent_id),
+            invoice_id=invoice["id"],
+        )
+    if stripe_subscription_id and ours_by_subscription:
+        _apply_current_subscription(session, stripe_subscription_id)
+    return None
+
+
+# ---------------------------------------------------------------------------- refunds
+
+
+def handle_charge_refunded(session: Session, event: dict[str, Any]) -> str | None:
+    """`charge.refunded`: record how much of a payment went back to the buyer.
+
+    `amount_refunded` on the charge is cumulative, so applying the largest seen is correct in
+    any delivery order. A full refund of a one-time purchase takes its features away: the
+    entitlements are recomputed from the payments, which now say so.
+    """
+    charge = _object(event)
+    stripe_payment_intent_id = _id_of(charge.get("payment_intent"))
+    payment = (
+        session.execute(
+            select(PaymentIntent)
+            .where(PaymentIntent.stripe_payment_intent_id == stripe_payment_intent_id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if stripe_payment_intent_id
+        else None
+    )
+    if payment is None:
+        return _not_ours("Charge", charge.get("id"))
+    amount_refunded = min(int(charge.get("amount_refunded") or 0), payment.amount)
+    if amount_refunded <= payment.amount_refunded:
+        return None
+    payment.amount_refunded = amount_refunded
+    payment.refunded_at = _event_created(event) or utcnow()
+    session.flush()
+    recompute_entitlements(session, payment.customer_id)
+    return None
+
+
+# ---------------------------------------------------------------------------- Stripe Checkout
+
+
+def handle_checkout_session_completed(session: Session, event: dict[str, Any]) -> str | None:
+    """`checkout.session.completed`: a notification, never a source of truth.
+
+    BillingOS sells through its own in-app checkout, not Stripe Checkout, so a completed
+    Stripe Checkout session is usually someone else's (another integration on the same
+    account) and is stored and acknowledged. If it names a PaymentIntent, SetupIntent or
+    subscription of ours, that object is re-fetched and applied like its own event.
+    """
+    checkout = _object(event)
+    payment_intent_id = _id_of(checkout.get("payment_intent"))
+    setup_intent_id = _id_of(checkout.get("setup_intent"))
+    subscription_id = _id_of(checkout.get("subscription"))
+    applied = False
+    if payment_intent_id and _knows_payment_intent(session, payment_intent_id):
+        stripe_sync.apply_payment_intent(
+            session, _current_payment_intent(session, payment_intent_id)
+        )
+        applied = True
+    if setup_intent_id and _knows_setup_intent(session, setup_intent_id):
+        stripe_sync.apply_setup_intent(session, _current_setup_intent(session, setup_intent_id))
+        applied = True
+    if subscription_id and _knows_subscription(session, subscription_id):
+        _apply_current_subscription(session, subscription_id)
+        applied = True
+    if not applied:
+        return _not_ours("Checkout Session", checkout.get("id"))
+    return None
+
+
+HANDLERS: dict[str, Handler] = {
+    "payment_intent.succeeded": handle_payment_intent,
+    "payment_intent.payment_failed": handle_payment_intent,
+    "setup_intent.succeeded": handle_setup_intent,
+    "invoice.paid": handle_invoice,
+    "invoice.payment_failed": handle_invoice,
+    "customer.subscription.created": handle_subscription,
+    "customer.subscription.updated": handle_subscription,
+    "customer.subscription.deleted": handle_subscription,
+    "checkout.session.completed": handle_checkout_session_completed,
+    "charge.refunded": handle_charge_refunded,
+}

@@ -1,0 +1,396 @@
+"""The Stripe webhook inbox: verify, store once, process exactly once.
+
+Receiving (the web process) must be fast and must never lose an event: verify the signature on
+the raw body, insert the event into `stripe_events` (unique Stripe event id, so a redelivery is
+a no-op), and enqueue `stripe.process_event` after the insert commits — only when the insert
+happened. Stripe retries any non-2xx answer for days, so "stored" is the only thing a 200
+promises; everything else happens in a worker.
+https://docs.stripe.com/webhooks#acknowledge-events-immediately
+
+Processing (a worker) locks the inbox row, applies the event through `handlers`, and marks it
+processed in the same transaction, so the effect and the mark commit together: two workers
+running the same event serialize on the row lock and the second finds it processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from typing import cast as cast_type
+
+import stripe
+from sqlalchemy import Table, Text, cast, delete, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from app.db import db
+from app.errors import ApiError, NotFound, ServiceUnavailable
+from app.logging_setup import redact
+from models import StripeEvent
+from models.base import utcnow
+from models.stripe_event import FAILED, IGNORED, PENDING, PROCESSED
+from tasks import enqueue_after_commit
+
+log = logging.getLogger(__name__)
+
+PROCESS_EVENT_TASK = "stripe.process_event"
+# The event types BillingOS acts on (DESIGN.md, lifecycle step 4); `handlers.HANDLERS` has one
+# handler for each. Kept here so the web process, which only stores events, never imports the
+# handlers and their Stripe and database dependencies.
+HANDLED_EVENT_TYPES = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "setup_intent.succeeded",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "checkout.session.completed",
+        "charge.refunded",
+    }
+)
+# Stripe's own default: a signature older than five minutes is a replay.
+# https://docs.stripe.com/webhooks#replay-prevention
+SIGNATURE_TOLERANCE_SECONDS = 300
+# A poison event stops here, in a visible `failed` state, instead of retrying forever.
+MAX_ATTEMPTS = 8
+# The first retry waits about BASE seconds, doubling up to CAP (celeryconfig's visibility
+# timeout is sized for this cap).
+RETRY_BASE_SECONDS = 2.0
+RETRY_CAP_SECONDS = 300.0
+# An event still pending this long after it was stored (or last failed) has lost its task —
+# the broker was down, or a worker died holding it — and the sweeper sends it again.
+REQUEUE_AFTER_SECONDS = 60
+# Stripe keeps events listable for 30 days; after that our copy is history nobody replays.
+RETENTION_DAYS = 30
+
+_MAX_ERROR_CHARS = 2000
+# The table itself: the webhook insert is a Core statement (no ORM unit of work on the hot path).
+_INBOX = cast_type(Table, StripeEvent.__table__)
+
+
+class InvalidSignature(ApiError):
+    status = 400
+    code = "invalid_signature"
+    title = "Invalid signature"
+
+
+class InvalidPayload(ApiError):
+    status = 400
+    code = "invalid_payload"
+    title = "Invalid payload"
+
+
+class EventNotStored(ServiceUnavailable):
+    """Postgres could not take the event: a 503 makes Stripe deliver it again later."""
+
+    title = "Event not stored"
+
+
+class EventNotFound(NotFound):
+    code = "event_not_found"
+    title = "Event not found"
+
+
+class EventNotReplayable(ApiError):
+    status = 409
+    code = "event_not_replayable"
+    title = "Event not replayable"
+
+
+# ---------------------------------------------------------------------------- receiving
+
+
+def verify_event(payload: bytes, signature_header: str | None, secret: str) -> dict[str, Any]:
+    """The event in `payload`, once its `Stripe-Signature` proves Stripe sent it recently.
+
+    Stripe's own verifier (several `v1=` signatures allowed, 300 s tolerance) on the raw bytes;
+    the body is parsed only after it is authenticated.
+    https://docs.stripe.com/webhooks#verify-official-libraries
+    """
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload, signature_header, secret, SIGNATURE_TOLERANCE_SECONDS
+        )
+    except stripe.SignatureVerificationError:
+        raise InvalidSignature("The Stripe-Signature header does not match the body.") from None
+    except UnicodeDecodeError:
+        raise InvalidPayload("The body is not UTF-8.") from None
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise InvalidPayload("The body is not JSON.") from None
+    if not _is_event_envelope(event):
+        raise InvalidPayload("The body is not a Stripe event.")
+    return event
+
+
+def _is_event_envelope(event: Any) -> bool:
+    if not isinstance(event, dict):
+        return False
+    data = event.get("data")
+    return (
+        isinstance(event.get("id"), str)
+        and bool(event["id"])
+        and isinstance(event.get("type"), str)
+        and bool(event["type"])
+        and event.get("object", "event") == "event"
+        and isinstance(data, dict)
+        and isinstance(data.get("object"), dict)
+    )
+
+
+def store_event(session: Session, event: dict[str, Any], raw_payload: bytes) -> bool:
+    """Insert `event` into the inbox; True when it is new, False for a redelivery.
+
+    One `INSERT … ON CONFLICT DO NOTHING RETURNING id`: the unique Stripe event id decides,
+    race-free, which of several concurrent deliveries is the first. Events of types we do not
+    handle are stored as `ignored` (an audit trail) and never enqueued. The payload goes in as
+    the raw text cast to jsonb, so it is not re-serialized in Python.
+    """
+    handled = event["type"] in HANDLED_EVENT_TYPES
+    obj = event["data"]["object"]
+    object_id = obj.get("id")
+    created = event.get("created")
+    statement = (
+        pg_insert(_INBOX)
+        .values(
+            stripe_event_id=event["id"],
+            type=event["type"][:100],
+            api_version=event.get("api_version"),
+            livemode=bool(event.get("livemode")),
+            object_id=object_id if isinstance(object_id, str) else None,
+            event_created_at=(
+                datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
+            ),
+            payload=cast(literal(raw_payload.decode("utf-8"), Text), JSONB),
+            status=PENDING if handled else IGNORED,
+        )
+        .on_conflict_do_nothing(index_elements=[_INBOX.c.stripe_event_id])
+        .returning(_INBOX.c.id)
+    )
+    inserted = session.execute(statement).scalar_one_or_none() is not None
+    if inserted and handled:
+        enqueue_after_commit(session, PROCESS_EVENT_TASK, event["id"])
+    return inserted
+
+
+# ---------------------------------------------------------------------------- processing
+
+
+@dataclass(frozen=True)
+class ProcessingResult:
+    """What `process_stored_event` did; `note` says why an event had no effect."""
+
+    outcome: str  # processed | already_done | ignored | missing
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    attempts: int
+    status: str
+
+    @property
+    def gave_up(self) -> bool:
+        return self.status == FAILED
+
+
+def _lock_event(session: Session, stripe_event_id: str) -> StripeEvent | None:
+    return session.execute(
+        select(StripeEvent)
+        .where(StripeEvent.stripe_event_id == stripe_event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def process_stored_event(stripe_event_id: str) -> ProcessingResult:
+    """Apply one stored event exactly once.
+
+    The row lock serializes concurrent runs of the same event (a duplicate task, a redelivery
+    after a worker died, the sweeper); the handler's writes and the `processed` mark share one
+    transaction, so either both commit or neither does and the event is tried again.
+    """
+    from app.webhooks.handlers import HANDLERS
+
+    with db.transaction() as session:
+        row = _lock_event(session, stripe_event_id)
+        if row is None:
+            return ProcessingResult("missing")
+        if row.status in (PROCESSED, IGNORED):
+            return ProcessingResult("already_done")
+        handler = HANDLERS.get(row.type)
+        if handler is None:
+            row.status = IGNORED
+            return ProcessingResult("ignored")
+        note = handler(session, row.payload)
+        row.status = PROCESSED
+        row.attempts += 1
+        row.processed_at = utcnow()
+        # An event about an object that is not ours is done, not failed: the note (kept in
+        # `last_error`, the inbox's one free-text column) tells an operator why it changed
+        # nothing.
+        row.last_error = note
+        if note:
+            log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
+        return ProcessingResult("processed", note)
+
+
+def record_processing_failure(
+    stripe_event_id: str, error: BaseException, *, permanent: bool
+) -> FailureRecord | None:
+    """Count a failed attempt; the last allowed one (or a permanent error) marks it `failed`.
+
+    Runs in its own transaction because the attempt's own transaction has rolled back.
+    Returns None when there is nothing to record (the row is gone or already done).
+    """
+    with db.transaction() as session:
+        row = _lock_event(session, stripe_event_id)
+        if row is None or row.status in (PROCESSED, IGNORED):
+            return None
+        row.attempts += 1
+        row.last_error = describe_error(error)
+        if permanent or row.attempts >= MAX_ATTEMPTS:
+            row.status = FAILED
+        return FailureRecord(row.attempts, row.status)
+
+
+def describe_error(error: BaseException) -> str:
+    # Stripe's messages can quote request parameters; redact() masks anything secret-shaped.
+    return redact(f"{type(error).__name__}: {error}")[:_MAX_ERROR_CHARS]
+
+
+def retry_countdown(attempts: int, *, jitter: float) -> float:
+    """Exponential backoff with jitter (`jitter` in [0, 1), drawn by the caller).
+
+    "Equal jitter": half the exponential delay plus a random share of the other half, so
+    retries of events that failed together (Stripe was down) spread out instead of returning
+    as a herd. https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
+    """
+    delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return delay / 2 + delay / 2 * jitter
+
+
+# ---------------------------------------------------------------------------- operations
+
+
+def failed_events(session: Session, limit: int = 100) -> list[StripeEvent]:
+    return list(
+        session.execute(
+            select(StripeEvent)
+            .where(StripeEvent.status == FAILED)
+            .order_by(StripeEvent.received_at)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def find_event(session: Session, event_ref: str) -> StripeEvent | None:
+    """An inbox row by Stripe event id (`evt_…`) or by our own row id."""
+    condition = StripeEvent.stripe_event_id == event_ref
+    with contextlib.suppress(ValueError):
+        condition = or_(condition, StripeEvent.id == uuid.UUID(event_ref))
+    return session.execute(
+        select(StripeEvent).where(condition).with_for_update()
+    ).scalar_one_or_none()
+
+
+def replay_event(session: Session, event_ref: str, *, force: bool = False) -> StripeEvent:
+    """Give an event a fresh set of attempts and enqueue it after commit.
+
+    Failed and pending events replay as they are; a processed event only with `force`
+    (its handlers are idempotent, so a forced replay re-applies Stripe's current truth).
+    """
+    row = find_event(session, event_ref)
+    if row is None:
+        raise EventNotFound(f"No stored Stripe event {event_ref}.")
+    if row.type not in HANDLED_EVENT_TYPES:
+        raise EventNotReplayable(f"{row.type} events are not handled by BillingOS.")
+    if row.status == PROCESSED and not force:
+        raise EventNotReplayable(f"{row.stripe_event_id} is already processed (use --force).")
+    row.status = PENDING
+    row.attempts = 0
+    row.last_error = None
+    row.processed_at = None
+    enqueue_after_commit(session, PROCESS_EVENT_TASK, row.stripe_event_id)
+    return row
+
+
+def requeue_unprocessed_events(
+    session: Session,
+    *,
+    older_than_seconds: float = REQUEUE_AFTER_SECONDS,
+    limit: int = 500,
+    now: datetime | None = None,
+) -> list[str]:
+    """Enqueue again events that are stored but still pending after a while.
+
+    The web process enqueues after commit, but the broker may have been down, or a worker may
+    have died holding the message; the unique inbox row is the durable record, so sending it
+    twice is harmless (the row lock and the `processed` mark make the second run a no-op).
+    An event waiting out a retry backoff is left alone until the backoff cap has passed.
+    """
+    now = now or utcnow()
+    fresh_cutoff = now - timedelta(seconds=older_than_seconds)
+    retry_cutoff = now - timedelta(seconds=older_than_seconds + RETRY_CAP_SECONDS)
+    ids = list(
+        session.execute(
+            select(StripeEvent.stripe_event_id)
+            .where(
+                StripeEvent.status == PENDING,
+                or_(
+                    (StripeEvent.attempts == 0) & (StripeEvent.updated_at <= fresh_cutoff),
+                    StripeEvent.updated_at <= retry_cutoff,
+                ),
+            )
+            .order_by(StripeEvent.received_at)
+            .limit(limit)
+        ).scalars()
+    )
+    if ids:
+        # Touch them so the next sweep does not send them again while they are queued.
+        session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.stripe_event_id.in_(ids))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for stripe_event_id in ids:
+            enqueue_after_commit(session, PROCESS_EVENT_TASK, stripe_event_id)
+    return ids
+
+
+def prune_processed_events(
+    session: Session,
+    *,
+    older_than_days: int = RETENTION_DAYS,
+    batch_size: int = 5000,
+    now: datetime | None = None,
+) -> int:
+    """Delete up to `batch_size` processed or ignored events older than `older_than_days`.
+
+    Failed and pending events stay until an operator deals with them. Batched so one run never
+    holds a long lock on the inbox the web process is inserting into.
+    """
+    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    batch = (
+        select(StripeEvent.id)
+        .where(StripeEvent.status.in_((PROCESSED, IGNORED)), StripeEvent.received_at < cutoff)
+        .limit(batch_size)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        delete(StripeEvent)
+        .where(StripeEvent.id.in_(batch))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,139 @@
+"""Event processing: events/s from the inbox to committed effects, with 2 worker processes.
+
+N open checkouts each get a real (emulator) PaymentIntent that has succeeded; their signed
+`payment_intent.succeeded` events are ingested with no worker running, then
+`celery -A tasks.worker worker -c 2` starts and the harness samples how many checkouts have
+reached `succeeded` (the committed effect) over time. The baseline is the same broker, pool and
+process count running a no-op task (`bench/noop_worker.py`) over as many messages. Both rates
+are taken between 10% and 90% completion, so worker start-up and the drain do not count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bench.figures import BenchContext, FeatureMissing, progress
+from bench.noop_worker import NOOP_QUEUE, NOOP_TASK
+from bench.results import Figure, not_available
+
+KEY = ("event_processing", "event processing (2 worker processes)", "events/s")
+GOAL = "≥ 300 events/s"
+
+
+def completion_rate(samples: list[tuple[float, int]], total: int) -> float:
+    """Rate between the moments 10% and 90% of `total` were done (linear interpolation)."""
+
+    def time_at(done: float) -> float | None:
+        previous: tuple[float, int] | None = None
+        for t, n in samples:
+            if n >= done:
+                if previous is None or n == previous[1]:
+                    return t
+                t0, n0 = previous
+                return t0 + (t - t0) * (done - n0) / (n - n0)
+            previous = (t, n)
+        return None
+
+    low, high = time_at(total * 0.1), time_at(total * 0.9)
+    if low is None or high is None or high <= low:
+        return 0.0
+    return (total * 0.8) / (high - low)
+
+
+def sample_progress(
+    done: Callable[[], int], total: int, timeout: float, interval: float = 0.02
+) -> list[tuple[float, int]]:
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = done()
+        samples.append((time.monotonic(), n))
+        if n >= total:
+            break
+        time.sleep(interval)
+    return samples
+
+
+def measure(ctx: BenchContext) -> list[Figure]:
+    try:
+        return [_measure(ctx)]
+    except FeatureMissing as exc:
+        return [not_available(*KEY, GOAL, str(exc))]
+    finally:
+        ctx.stop_workers()
+        ctx.purge_queues("celery", NOOP_QUEUE)
+
+
+def _measure(ctx: BenchContext) -> Figure:
+    total = ctx.durations.samples
+    ctx.stop_workers()
+    progress(f"event processing: {total} open checkouts with succeeded PaymentIntents")
+    checkouts = ctx.create_open_checkouts(total, with_payment_intent=True)
+    ids = [c["checkout_id"] for c in checkouts]
+    progress("event processing: ingesting their payment_intent.succeeded events (no worker)")
+    ingest = ctx.load(
+        ctx.web_port,
+        mode="closed",
+        duration=120,
+        connections=32,
+        request={
+            "kind": "stripe_webhook",
+            "secret": ctx.stack.webhook_secret,
+            "event_type": "payment_intent.succeeded",
+            "objects": [c["payment_intent"] for c in checkouts],
+        },
+        ok_statuses=[200],
+    )
+    if ingest.ok != total:
+        raise FeatureMissing(f"webhook ingest acknowledged {ingest.ok}/{total} ({ingest.errors})")
+
+    progress("event processing: starting 2 worker processes")
+    ctx.start_workers()
+
+    def succeeded() -> int:
+        return ctx.checkout_statuses(ids).get("succeeded", 0)
+
+    first = sample_progress(succeeded, 1, timeout=30)
+    if not first or first[-1][1] == 0:
+        raise FeatureMissing("no checkout reached `succeeded` within 30 s of its event")
+    samples = first + sample_progress(succeeded, total, timeout=max(60.0, total / 50))
+    done = samples[-1][1]
+    stack_rate = completion_rate(samples, total) if done >= total else 0.0
+    progress(f"  {done}/{total} effects committed, {stack_rate:,.0f} events/s")
+    ctx.stop_workers()
+
+    progress(f"event processing baseline: {total} no-op tasks, 2 worker processes")
+    baseline_rate = _noop_rate(ctx, total)
+    progress(f"  no-op: {baseline_rate:,.0f} tasks/s")
+    figure = Figure(
+        *KEY,
+        goal=GOAL,
+        value=stack_rate,
+        baseline=baseline_rate,
+        baseline_label="no-op Celery task",
+        details={"events": total, "effects_committed": done, "statuses": ctx.checkout_statuses(ids)},
+    )
+    figure.passed = done == total and stack_rate >= 300
+    return figure
+
+
+def _noop_rate(ctx: BenchContext, total: int) -> float:
+    import redis
+    from celery import Celery
+
+    sender = Celery("bench_noop_sender", broker=ctx.stack.redis_url)
+    sender.config_from_object("celeryconfig")
+    sender.conf.broker_url = ctx.stack.redis_url
+    with sender.producer_or_acquire() as producer:
+        for _ in range(total):
+            sender.send_task(NOOP_TASK, queue=NOOP_QUEUE, producer=producer)
+    client = redis.Redis.from_url(ctx.stack.redis_url)
+    worker = ctx.stack.start_worker("noop-worker", app="bench.noop_worker", queues=NOOP_QUEUE)
+    try:
+        # Started = left the queue; with prefetch 1 and 2 processes at most 2 are in flight.
+        samples = sample_progress(lambda: total - int(client.llen(NOOP_QUEUE)), total, 120)
+        time.sleep(0.2)
+    finally:
+        worker.stop()
+    return completion_rate(samples, total)

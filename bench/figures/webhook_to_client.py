@@ -1,0 +1,91 @@
+"""Webhook → client: Stripe's `payment_intent.succeeded` POST → the buyer's websocket says so.
+
+For each of K open checkouts (a real emulator PaymentIntent that has succeeded, as after the
+buyer confirmed with Stripe.js) a websocket client is connected; the harness POSTs the signed
+event on a kept-alive connection, taking CLOCK_MONOTONIC just before sending, and the client
+stamps the first message whose status is `succeeded`. The whole path is measured: verify, store,
+enqueue after commit, a worker processes the event and commits, publish, fan-out, websocket.
+Checkouts are paced (one at a time), so this is the latency of a quiet system, not a queue.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import uuid
+
+from bench.figures import BenchContext, FeatureMissing, progress
+from bench.loadgen import sign_stripe_payload, stripe_event
+from bench.results import Figure, not_available
+from bench.stats import summarize_latencies
+from bench.wsclient import WsClients, monotonic_ns
+
+KEY = ("webhook_to_client_p99", "webhook → client p99 (event POST → websocket `succeeded`)", "ms")
+GOAL = "p99 ≤ 100 ms"
+
+
+def measure(ctx: BenchContext) -> list[Figure]:
+    try:
+        return [_measure(ctx)]
+    except FeatureMissing as exc:
+        return [not_available(*KEY, GOAL, str(exc))]
+    finally:
+        ctx.stop_workers()
+
+
+def _measure(ctx: BenchContext) -> Figure:
+    samples = min(200, max(10, ctx.durations.samples // 10))
+    checkouts = ctx.create_open_checkouts(samples, with_payment_intent=True)
+    ctx.start_workers()
+    paths = [f"/v1/checkout/{c['checkout_id']}/ws?token={c['token']}" for c in checkouts]
+    clients = WsClients(
+        {"host": "127.0.0.1", "port": ctx.web_port, "paths": paths, "count": len(paths)}
+    ).start()
+    latencies: list[float] = []
+    try:
+        connected = clients.wait_connected(60)
+        if connected["ok"] != len(paths):
+            raise FeatureMissing(f"GET /v1/checkout/{{id}}/ws answered {connected['statuses']}")
+        progress(f"webhook → client: {samples} checkouts, one at a time")
+        conn = http.client.HTTPConnection("127.0.0.1", ctx.web_port, timeout=10)
+        for index, checkout in enumerate(checkouts):
+            event = stripe_event(
+                f"evt_w2c_{uuid.uuid4().hex[:16]}",
+                "payment_intent.succeeded",
+                checkout["payment_intent"],
+            )
+            payload = json.dumps(event)
+            headers = {
+                "Content-Type": "application/json",
+                "Stripe-Signature": sign_stripe_payload(payload, ctx.stack.webhook_secret),
+            }
+            t0 = monotonic_ns()
+            conn.request("POST", "/stripe/webhooks", payload, headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise FeatureMissing(f"POST /stripe/webhooks answered {response.status}")
+            record = clients.wait_for(
+                lambda r, i=index: r.get("c") == i and r.get("status") == "succeeded",  # type: ignore[misc]
+                timeout=10,
+            )
+            if record is None:
+                if not latencies:
+                    raise FeatureMissing("no websocket said `succeeded` within 10 s of the event")
+                continue
+            latencies.append((record["t"] - t0) / 1e6)
+            time.sleep(0.02)
+        conn.close()
+    finally:
+        clients.stop()
+    summary = summarize_latencies(latencies)
+    ctx.plots["webhook_to_client"] = {"BillingOS": latencies}
+    figure = Figure(
+        *KEY,
+        goal=GOAL,
+        value=summary.p99,
+        details={"samples": samples, "received": len(latencies), "summary": summary.as_dict()},
+    )
+    figure.passed = len(latencies) == samples and summary.p99 <= 100
+    return figure

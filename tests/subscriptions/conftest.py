@@ -1,0 +1,1 @@
+from tests.support.billing import *  # noqa: F403

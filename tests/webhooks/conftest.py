@@ -1,0 +1,277 @@
+"""Fixtures for the webhook pipeline: signed Stripe events, a real web server, inbox readers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+import stripe
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app import settings_of
+from app.db import db
+from models import CheckoutSession, Product, ProductPrice, StripeEvent
+from models.base import utcnow
+from tasks.stripe_events import process_event
+from tests.conftest import TEST_REDIS_URL
+from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
+from tests.support.emulator import free_port
+from tests.support.processes import ManagedProcess
+
+WEBHOOK_PATH = "/stripe/webhooks"
+FIXTURES = Path("/work/shared/stripe/fixtures3.json")
+
+
+# ---------------------------------------------------------------------------- events
+
+
+def envelope(
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    created: int | None = None,
+) -> dict[str, Any]:
+    """A Stripe event envelope (https://docs.stripe.com/api/events/object) around `obj`."""
+    return {
+        "id": event_id or f"evt_test_{secrets.token_hex(12)}",
+        "object": "event",
+        "api_version": stripe.api_version,
+        "created": created if created is not None else int(time.time()),
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
+
+
+def signature_header(payload: str, secret: str, timestamp: int | None = None) -> str:
+    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
+
+
+def stripe_fixture(name: str) -> dict[str, Any]:
+    """Stripe's official example object of a resource (shared/stripe/fixtures3.json)."""
+    resources: dict[str, Any] = json.loads(FIXTURES.read_text())["resources"]
+    return json.loads(json.dumps(resources[name]))
+
+
+@pytest.fixture()
+def webhook_secret(app: Flask) -> str:
+    return settings_of(app).stripe_webhook_secret
+
+
+@pytest.fixture()
+def post_event(client: FlaskClient, webhook_secret: str) -> Callable[..., Any]:
+    """POST an event (a dict, or a raw body) to the endpoint, signed unless told otherwise."""
+
+    def post(event: dict[str, Any] | str, *, signature: str | None = None) -> Any:
+        payload = event if isinstance(event, str) else json.dumps(event)
+        header = signature if signature is not None else signature_header(payload, webhook_secret)
+        return client.post(
+            WEBHOOK_PATH,
+            data=payload,
+            headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+        )
+
+    return post
+
+
+def inbox(stripe_event_id: str) -> StripeEvent | None:
+    db.session.expire_all()
+    return db.session.execute(
+        select(StripeEvent).where(StripeEvent.stripe_event_id == stripe_event_id)
+    ).scalar_one_or_none()
+
+
+def inbox_count() -> int:
+    db.session.expire_all()
+    return len(db.session.execute(select(StripeEvent.id)).all())
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy (generous timeout, short interval)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def queued_event_ids() -> list[str]:
+    """Stripe event ids of the `stripe.process_event` messages waiting in the broker."""
+    ids = []
+    for raw in redis.Redis.from_url(TEST_REDIS_URL).lrange("celery", 0, -1):
+        message = json.loads(raw)
+        if message["headers"]["task"] == "stripe.process_event":
+            ids.append(json.loads(_body(message))[0][0])
+    return ids
+
+
+def _body(message: dict[str, Any]) -> str:
+    return base64.b64decode(message["body"]).decode()
+
+
+def process(stripe_event_id: str) -> str:
+    """Run the task in this process (retries run at once, without their countdown)."""
+    result: str = process_event.apply(args=[stripe_event_id]).get()
+    return result
+
+
+def count(model, *where) -> int:  # type: ignore[no-untyped-def]
+    db.session.expire_all()
+    return int(db.session.execute(select(func.count()).select_from(model).where(*where)).scalar())
+
+
+# ---------------------------------------------------------------------------- our rows
+
+
+@dataclass
+class Shop:
+    merchant: Merchant
+    buyer: Buyer
+    one_time: ProductPrice
+    monthly: ProductPrice
+    one_time_product: Product
+    monthly_product: Product
+
+
+@pytest.fixture()
+def shop(app_context: None) -> Shop:
+    merchant = make_merchant()
+    buyer = make_buyer(merchant)
+    lifetime = make_product(
+        merchant,
+        name="Lifetime export",
+        prices=[{"amount": 2900, "currency": "usd"}],
+        features=[{"key": "export", "name": "Export"}],
+    )
+    pro = make_product(merchant, name="Pro")
+    return Shop(merchant, buyer, lifetime.prices[0], pro.prices[0], lifetime, pro)
+
+
+def open_checkout(
+    shop: Shop,
+    price: ProductPrice,
+    *,
+    stripe_payment_intent_id: str | None = None,
+    status: str = "open",
+) -> CheckoutSession:
+    """A checkout as `checkout.prepare` leaves it: open, with its Stripe PaymentIntent recorded."""
+    checkout = CheckoutSession(
+        organization_id=shop.merchant.id,
+        customer_id=shop.buyer.customer_id,
+        product_id=price.product_id,
+        price_id=price.id,
+        idempotency_key=f"test:{uuid.uuid4()}",
+        status=status,
+        amount=price.amount,
+        currency=price.currency,
+        intent_type="payment",
+        stripe_payment_intent_id=stripe_payment_intent_id or f"pi_test_{secrets.token_hex(8)}",
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+    db.session.add(checkout)
+    db.session.commit()
+    return checkout
+
+
+def succeeded_payment_intent(checkout: CheckoutSession) -> dict[str, Any]:
+    """Stripe's PaymentIntent fixture, made into the succeeded intent of `checkout`."""
+    payment_intent = stripe_fixture("payment_intent")
+    payment_intent.update(
+        id=checkout.stripe_payment_intent_id,
+        amount=checkout.amount,
+        amount_received=checkout.amount,
+        currency=checkout.currency,
+        status="succeeded",
+        last_payment_error=None,
+        next_action=None,
+        client_secret=f"{checkout.stripe_payment_intent_id}_secret_test",
+        metadata={
+            "billingos_organization_id": str(checkout.organization_id),
+            "billingos_checkout_id": str(checkout.id),
+        },
+    )
+    return payment_intent
+
+
+# ---------------------------------------------------------------------------- a real server
+
+
+class WebServer(ManagedProcess):
+    """The API under gunicorn (gevent, as in production) on a free loopback port."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app.wsgi:app"]
+        super().__init__(
+            argv,
+            env={
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+                "WEB_CONCURRENCY": "1",
+                "ACCESS_LOG": "0",
+                **env,
+            },
+            name="web",
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> WebServer:
+        def up() -> bool:
+            if not self.running:
+                raise RuntimeError(f"web server exited:\n{self.log()[-4000:]}")
+            try:
+                return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(up, timeout=timeout, interval=0.1)
+        return self
+
+    def post_webhook(self, payload: str, signature: str, timeout: float = 30.0) -> tuple[int, Any]:
+        response = requests.post(
+            self.url + WEBHOOK_PATH,
+            data=payload.encode(),
+            headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+            timeout=timeout,
+        )
+        return response.status_code, response.json()
+
+
+@pytest.fixture()
+def start_web_server(app: Flask) -> Iterator[Callable[..., WebServer]]:
+    """Start the API as a real HTTP server (`start_web_server(env={...})`); stopped after."""
+    settings = settings_of(app)
+    started: list[WebServer] = []
+
+    def start(env: dict[str, str] | None = None) -> WebServer:
+        base = {"STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret}
+        if settings.stripe_api_base:
+            base["STRIPE_API_BASE"] = settings.stripe_api_base
+        server = WebServer({**base, **(env or {})})
+        started.append(server)
+        server.start()
+        return server.wait_ready()
+
+    yield start
+    for server in started:
+        server.stop()
