@@ -8,6 +8,7 @@ compared once more in constant time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import g, request
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from app.db import db
+from app.db import db, on_commit
 from app.errors import Forbidden, Unauthenticated
+from app.redis_client import get_redis
 from models import ApiKey, Customer, SessionToken
 from models.base import utcnow
 
@@ -88,10 +91,71 @@ def resolve_secret_key(credential: str) -> MerchantPrincipal:
     return MerchantPrincipal(organization_id=row.organization_id, api_key_id=row.id)
 
 
+# Session tokens are checked on every SDK call, including the hottest one (entitlements), so a
+# valid token's principal is cached in Redis until the token expires. Revocation writes a
+# tombstone after its transaction commits, and fills use SET NX, so a reader that loaded the
+# row just before the revocation can never put the token back.
+_TOKEN_CACHE_PREFIX = "bos:auth:st:"
+_REVOKED = b"revoked"
+_TOKEN_CACHE_MAX_SECONDS = 3600
+
+
+def _token_cache_key(token_hash: str) -> str:
+    return _TOKEN_CACHE_PREFIX + token_hash
+
+
+def _cache_get(token_hash: str) -> bytes | None:
+    try:
+        value: bytes | None = get_redis().get(_token_cache_key(token_hash))
+        return value
+    except RedisError:
+        return None  # Postgres stays the source of truth.
+
+
+def _cache_fill(token_hash: str, principal: CustomerPrincipal, now: datetime) -> None:
+    ttl = int(min((principal.expires_at - now).total_seconds(), _TOKEN_CACHE_MAX_SECONDS))
+    if ttl <= 0:
+        return
+    value = "|".join(
+        (
+            str(principal.organization_id),
+            str(principal.customer_id),
+            str(principal.session_token_id),
+            principal.expires_at.isoformat(),
+        )
+    )
+    with contextlib.suppress(RedisError):
+        get_redis().set(_token_cache_key(token_hash), value, ex=ttl, nx=True)
+
+
+def _cached_principal(value: bytes) -> CustomerPrincipal:
+    organization_id, customer_id, token_id, expires_at = value.decode().split("|")
+    return CustomerPrincipal(
+        organization_id=uuid.UUID(organization_id),
+        customer_id=uuid.UUID(customer_id),
+        session_token_id=uuid.UUID(token_id),
+        expires_at=datetime.fromisoformat(expires_at),
+    )
+
+
+def _check_expiry(principal: CustomerPrincipal, now: datetime) -> CustomerPrincipal:
+    if now >= principal.expires_at:
+        raise TokenExpired(
+            "The session token has expired; ask the merchant's server for a new one."
+        )
+    return principal
+
+
 def resolve_session_token(credential: str, now: datetime | None = None) -> CustomerPrincipal:
     if not credential.startswith(SESSION_TOKEN_PREFIX):
         raise Unauthenticated("The credential is not a valid session token.")
+    now = now or utcnow()
     token_hash = digest(credential)
+    cached = _cache_get(token_hash)
+    if cached == _REVOKED:
+        raise Unauthenticated("The session token is not valid.")
+    if cached is not None:
+        return _check_expiry(_cached_principal(cached), now)
     row = db.session.execute(
         select(
             SessionToken.id,
@@ -106,16 +170,17 @@ def resolve_session_token(credential: str, now: datetime | None = None) -> Custo
         raise Unauthenticated("The session token is not valid.")
     if not hmac.compare_digest(row.token_hash, token_hash):
         raise Unauthenticated("The session token is not valid.")
-    if (now or utcnow()) >= row.expires_at:
-        raise TokenExpired(
-            "The session token has expired; ask the merchant's server for a new one."
-        )
-    return CustomerPrincipal(
-        organization_id=row.organization_id,
-        customer_id=row.customer_id,
-        session_token_id=row.id,
-        expires_at=row.expires_at,
+    principal = _check_expiry(
+        CustomerPrincipal(
+            organization_id=row.organization_id,
+            customer_id=row.customer_id,
+            session_token_id=row.id,
+            expires_at=row.expires_at,
+        ),
+        now,
     )
+    _cache_fill(token_hash, principal, now)
+    return principal
 
 
 def _kind(credential: str) -> str:
@@ -200,4 +265,13 @@ def revoke_session_token(organization_id: uuid.UUID, token: str) -> bool:
     if row is None or row.revoked_at is not None:
         return False
     row.revoked_at = utcnow()
+    remaining = int((row.expires_at - row.revoked_at).total_seconds())
+    key = _token_cache_key(row.token_hash)
+    redis_client = get_redis()
+
+    def tombstone() -> None:
+        if remaining > 0:
+            redis_client.set(key, _REVOKED, ex=min(remaining, _TOKEN_CACHE_MAX_SECONDS))
+
+    on_commit(db.session(), tombstone)
     return True

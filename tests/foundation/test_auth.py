@@ -140,3 +140,42 @@ class TestMintingSessionTokens:
         token = response.get_json()["token"]
         stored = db.session.query(SessionToken).one()
         assert stored.token_hash == digest(token)
+
+
+class TestSessionTokenCache:
+    def test_revoking_a_cached_token_takes_effect_at_once(self, client, merchant, buyer):
+        assert client.get("/v1/products", headers=buyer.headers).status_code == 200
+        assert client.get("/v1/products", headers=buyer.headers).status_code == 200  # cached
+        client.post(
+            "/v1/session-tokens/revoke", json={"token": buyer.token}, headers=merchant.headers
+        )
+        _problem(client.get("/v1/products", headers=buyer.headers), 401, "unauthenticated")
+
+    def test_a_cached_token_still_expires(self, app_context, buyer):
+        from app.auth import resolve_session_token
+
+        principal = resolve_session_token(buyer.token)  # fills the cache
+        later = principal.expires_at + timedelta(seconds=1)
+        try:
+            resolve_session_token(buyer.token, now=later)
+        except Exception as error:
+            assert getattr(error, "code", None) == "token_expired"
+        else:
+            raise AssertionError("an expired cached token was accepted")
+
+    def test_a_fill_racing_a_revocation_cannot_resurrect_the_token(
+        self, app_context, merchant, buyer
+    ):
+        from app.auth import _cache_fill, resolve_session_token, revoke_session_token
+
+        principal = resolve_session_token(buyer.token)
+        assert revoke_session_token(merchant.id, buyer.token)
+        db.session.commit()
+        # A reader that loaded the row before the revocation committed writes back late.
+        _cache_fill(digest(buyer.token), principal, utcnow())
+        try:
+            resolve_session_token(buyer.token)
+        except Exception as error:
+            assert getattr(error, "code", None) == "unauthenticated"
+        else:
+            raise AssertionError("a revoked token was accepted")

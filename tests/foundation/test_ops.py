@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from app.api import RequestModel  # noqa: F401 — the base every body model derives from
 
 
@@ -34,12 +36,7 @@ def test_openapi_describes_every_documented_route(app, client):
         view = app.view_functions[rule.endpoint]
         if getattr(view, "__openapi__", None) is None:
             continue
-        path = (
-            rule.rule.replace("<uuid:", "{")
-            .replace("<path:", "{")
-            .replace("<", "{")
-            .replace(">", "}")
-        )
+        path = re.sub(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented
     create = spec["paths"]["/v1/products"]["post"]
