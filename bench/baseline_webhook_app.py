@@ -20,12 +20,12 @@ if "gevent" in sys.modules:
 
     patch_psycopg()
 
-import stripe  # noqa: E402
-from celery import Celery  # noqa: E402
-from flask import Flask, Response, request  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+import stripe
+from celery import Celery
+from flask import Flask, Response, request
+from sqlalchemy import create_engine, text
 
-from app.config import Settings  # noqa: E402
+from app.config import Settings
 
 BASELINE_QUEUE = "bench_baseline"
 

@@ -62,8 +62,12 @@ def schemathesis_argv(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="schemathesis over the whole API (make fuzz)")
-    parser.add_argument("--max-examples", type=int, default=int(os.environ.get("FUZZ_EXAMPLES", "50")))
-    parser.add_argument("--max-time", type=int, default=int(os.environ.get("FUZZ_MAX_TIME", "0")) or None)
+    parser.add_argument(
+        "--max-examples", type=int, default=int(os.environ.get("FUZZ_EXAMPLES", "50"))
+    )
+    parser.add_argument(
+        "--max-time", type=int, default=int(os.environ.get("FUZZ_MAX_TIME", "0")) or None
+    )
     args = parser.parse_args(argv)
     registry = ProcessRegistry("fuzz")
     try:

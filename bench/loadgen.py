@@ -89,7 +89,9 @@ def make_factory(spec: dict[str, Any], host: str, child: int, children: int) -> 
                 headers["Authorization"] = auth
             if body:
                 headers["Content-Type"] = "application/json"
-            prebuilt.append(_request_bytes(req.get("method", "GET"), req["path"], host, headers, body))
+            prebuilt.append(
+                _request_bytes(req.get("method", "GET"), req["path"], host, headers, body)
+            )
         return itertools.cycle(prebuilt)
     if kind == "stripe_webhook":
         return _webhook_requests(req, host, child, children)
@@ -118,7 +120,9 @@ def _webhook_requests(req: dict[str, Any], host: str, child: int, children: int)
             "Content-Type": "application/json",
             "Stripe-Signature": sign_stripe_payload(payload, secret),
         }
-        yield _request_bytes("POST", req.get("path", "/stripe/webhooks"), host, headers, payload.encode())
+        yield _request_bytes(
+            "POST", req.get("path", "/stripe/webhooks"), host, headers, payload.encode()
+        )
 
 
 def _checkout_requests(req: dict[str, Any], host: str, child: int) -> Iterator[bytes]:
@@ -417,4 +421,3 @@ def _main() -> None:
 
 if __name__ == "__main__":
     _main()
-

@@ -8,9 +8,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # no display on a server
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from bench.stats import percentile  # noqa: E402
+from bench.stats import percentile
 
 TITLES = {
     "webhook_latency": "Webhook ingest latency at ½ saturation",
@@ -33,7 +33,9 @@ def latency_cdf(name: str, series: dict[str, list[float]], directory: Path) -> P
         ax.plot(
             ordered,
             [(i + 1) / n for i in range(n)],
-            label=f"{label} (p50 {percentile(ordered, 50):.1f}, p99 {percentile(ordered, 99):.1f} ms)",
+            label=(
+                f"{label} (p50 {percentile(ordered, 50):.1f}, p99 {percentile(ordered, 99):.1f} ms)"
+            ),
         )
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms, log scale)")
@@ -61,7 +63,9 @@ def throughput_vs_offered(
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", label=label)
         top = max(top, *xs, *ys)
-    ax.plot([0, top], [0, top], color="grey", linewidth=0.5, linestyle="--", label="served = offered")
+    ax.plot(
+        [0, top], [0, top], color="grey", linewidth=0.5, linestyle="--", label="served = offered"
+    )
     ax.set_xlabel("offered load (events/s)")
     ax.set_ylabel("served (events/s)")
     ax.set_title("Webhook ingest: throughput vs. offered load")

@@ -88,7 +88,7 @@ class Managed:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=preexec,  # noqa: PLW1509 — only setrlimit, before exec
+            preexec_fn=preexec,
             user=self.user,
         )
         log.close()
@@ -136,10 +136,8 @@ class Managed:
             return
         if self.proc.poll() is None:
             self.signal_group(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Children that outlived their parent (a worker of a killed arbiter) are still in the group.
         self.signal_group(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -174,3 +174,22 @@ def write_results(
         + markdown_table(figures)
     )
     return json_path, md_path
+
+
+def splice_into(document: Path, generated: str, name: str) -> bool:
+    """Replace the text between `<!-- {name}:start -->` and `<!-- {name}:end -->` in `document`.
+
+    The results sections of BENCHMARKS.md and RELIABILITY.md are generated, never hand-typed:
+    each full run writes its table there. Returns False if the markers are absent.
+    """
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    try:
+        text = document.read_text()
+    except OSError:
+        return False
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    document.write_text(f"{head}{start}\n{generated.rstrip()}\n{end}{tail}")
+    return True

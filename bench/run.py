@@ -33,8 +33,15 @@ from bench.figures import (
     websocket_capacity,
 )
 from bench.plots import write_plots
-from bench.procs import ProcessRegistry, raise_nofile_limit
-from bench.results import RESULTS_DIR, Figure, machine_info, not_available, write_results
+from bench.procs import ROOT, ProcessRegistry, raise_nofile_limit
+from bench.results import (
+    RESULTS_DIR,
+    Figure,
+    machine_info,
+    not_available,
+    splice_into,
+    write_results,
+)
 from bench.stack import Stack, log
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/billingos_bench"
@@ -42,7 +49,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
 BUDGET_SECONDS = 9 * 60  # `make bench` must finish in 10 minutes, stack start-up included
 
 # (name, measure, the figure keys it yields — for the "skipped" rows when the budget runs out)
-FIGURES: list[tuple[str, Callable[[BenchContext], list[Figure]], list[tuple[str, str, str, str]]]] = [
+FIGURES: list[
+    tuple[str, Callable[[BenchContext], list[Figure]], list[tuple[str, str, str, str]]]
+] = [
     (
         "webhook_ingest",
         webhook_ingest.measure,
@@ -60,7 +69,11 @@ FIGURES: list[tuple[str, Callable[[BenchContext], list[Figure]], list[tuple[str,
             (*entitlements.LATENCY, entitlements.LATENCY_GOAL),
         ],
     ),
-    ("event_processing", event_processing.measure, [(*event_processing.KEY, event_processing.GOAL)]),
+    (
+        "event_processing",
+        event_processing.measure,
+        [(*event_processing.KEY, event_processing.GOAL)],
+    ),
     (
         "status_latency",
         status_latency.measure,
@@ -89,7 +102,9 @@ FIGURES: list[tuple[str, Callable[[BenchContext], list[Figure]], list[tuple[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="BillingOS benchmarks (make bench)")
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
+    parser.add_argument(
+        "--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1"
+    )
     parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""))
     args = parser.parse_args(argv)
     only = {name for name in args.only.split(",") if name}
@@ -99,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     machine = machine_info()
     mode = "quick" if args.quick else "full"
-    log(f"make bench ({mode}): {machine['cores']} cores, {machine['memory_mib']} MiB, Python {machine['python']}")
+    log(
+        f"make bench ({mode}): {machine['cores']} cores, {machine['memory_mib']} MiB, "
+        f"Python {machine['python']}"
+    )
     try:
         ctx = _start(registry, args.quick)
         for name, measure, keys in FIGURES:
@@ -107,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             elapsed = time.monotonic() - started
             if elapsed > BUDGET_SECONDS:
-                figures += [not_available(*k, why="the 10-minute time budget ran out") for k in keys]
+                figures += [
+                    not_available(*k, why="the 10-minute time budget ran out") for k in keys
+                ]
                 continue
             log(f"── {name} ({elapsed:.0f} s in)")
             try:
@@ -119,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             for figure in got:
                 log(f"   {figure.title}: {_describe(figure)}")
             figures += got
-        plots = write_plots(ctx.plots, RESULTS_DIR)
+        # A quick run proves the harness works; its numbers mean little, so it never replaces
+        # the committed results.
+        out_dir = RESULTS_DIR / "quick" if args.quick else RESULTS_DIR
+        plots = write_plots(ctx.plots, out_dir)
         run = {
             "mode": mode,
             "seconds": time.monotonic() - started,
@@ -127,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             "web_processes": 2,
             "plots": [p.name for p in plots],
         }
-        json_path, md_path = write_results(figures, machine=machine, run=run)
-        log(f"wrote {json_path.relative_to(RESULTS_DIR.parents[1])}, {md_path.name}, {len(plots)} plots")
+        json_path, md_path = write_results(figures, machine=machine, run=run, directory=out_dir)
+        log(f"wrote {json_path.relative_to(ROOT)}, {md_path.name}, {len(plots)} plots")
+        if not args.quick and splice_into(ROOT / "BENCHMARKS.md", md_path.read_text(), "results"):
+            log("BENCHMARKS.md results section updated from latest.md")
         print(md_path.read_text(), flush=True)
     finally:
         log("stopping every process the harness started")

@@ -4,7 +4,7 @@ Run `python -m bench.wsclient` with a JSON spec on stdin (host, port, paths, cou
 concurrency); it prints one JSON line per event on stdout, flushed at once, so the harness can
 react while it runs:
 
-    {"event": "message", "c": 3, "t": <CLOCK_MONOTONIC ns>, "type": ..., "status": ..., "version": ...}
+    {"event": "message", "c": 3, "t": <CLOCK_MONOTONIC ns>, "type", "status", "version"}
     {"event": "connected", "ok": 10000, "failed": 0, "statuses": {...}}
     {"event": "closed", "c": 3, "code": 1000}
 
@@ -249,7 +249,7 @@ class WsClients:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            preexec_fn=raise_nofile_limit,  # noqa: PLW1509 — only setrlimit, before exec
+            preexec_fn=raise_nofile_limit,
             start_new_session=True,
         )
         assert self.proc.stdin is not None

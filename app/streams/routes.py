@@ -16,10 +16,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from flask_sock import Sock
+from pydantic import Field
 from simple_websocket import ConnectionClosed, Server
 from wsproto.events import Ping, TextMessage
 
-from app.api import SESSION_TOKEN, Operation
+from app.api import SESSION_TOKEN, Operation, QueryModel
 from app.auth import CustomerPrincipal, authenticate_customer
 from app.checkout.schemas import CheckoutOut
 from app.db import db
@@ -76,6 +77,14 @@ def _documented(op: Operation) -> Callable[[Callable[..., Any]], Callable[..., A
         return fn
 
     return decorate
+
+
+class StreamQuery(QueryModel):
+    """Browsers cannot set headers on a websocket or an EventSource: they send the token here."""
+
+    token: str | None = Field(
+        default=None, description="The session token, when no Authorization header is sent."
+    )
 
 
 _TOKEN_NOTE = (
@@ -197,7 +206,7 @@ def _pump(ws: Server, stream: StatusStream) -> None:
         ),
         auth=SESSION_TOKEN,
         body=None,
-        query=None,
+        query=StreamQuery,
         responses={101: None},
         tags=["checkout"],
     )
@@ -226,7 +235,7 @@ def checkout_websocket(ws: Server, checkout_id: str) -> None:
         ),
         auth=SESSION_TOKEN,
         body=None,
-        query=None,
+        query=StreamQuery,
         responses={101: None},
         tags=["customer"],
     )
@@ -264,7 +273,7 @@ def _sse(stream: StatusStream) -> Iterator[str]:
         ),
         auth=SESSION_TOKEN,
         body=None,
-        query=None,
+        query=StreamQuery,
         responses={200: CheckoutOut},
         tags=["checkout"],
         extra_responses={

@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 PROCESS_EVENT_TASK = "stripe.process_event"
 # The event types BillingOS acts on (DESIGN.md, lifecycle step 4); `handlers.HANDLERS` has one
-# handler for each. Kept here so the web process, which only stores events, never imports the
-# handlers and their Stripe and database dependencies.
+# handler for each. Kept here so the web process, which only stores events, does not import
+# the handlers (and through them stripe_sync, the gateway and the entitlements service).
 HANDLED_EVENT_TYPES = frozenset(
     {
         "payment_intent.succeeded",
@@ -60,8 +60,10 @@ HANDLED_EVENT_TYPES = frozenset(
 # Stripe's own default: a signature older than five minutes is a replay.
 # https://docs.stripe.com/webhooks#replay-prevention
 SIGNATURE_TOLERANCE_SECONDS = 300
-# A poison event stops here, in a visible `failed` state, instead of retrying forever.
-MAX_ATTEMPTS = 8
+# A poison event stops here, in a visible `failed` state, instead of retrying forever. With the
+# backoff below, ten attempts span roughly ten minutes: a short Stripe or database outage heals
+# by itself; a longer one leaves `failed` events for `flask billingos events replay`.
+MAX_ATTEMPTS = 10
 # The first retry waits about BASE seconds, doubling up to CAP (celeryconfig's visibility
 # timeout is sized for this cap).
 RETRY_BASE_SECONDS = 2.0
@@ -307,8 +309,8 @@ def find_event(session: Session, event_ref: str) -> StripeEvent | None:
 def replay_event(session: Session, event_ref: str, *, force: bool = False) -> StripeEvent:
     """Give an event a fresh set of attempts and enqueue it after commit.
 
-    Failed and pending events replay as they are; a processed event only with `force`
-    (its handlers are idempotent, so a forced replay re-applies Stripe's current truth).
+    Failed and pending events replay as they are; a processed event only with `force` (handlers
+    are idempotent and stripe_sync never regresses, so a forced replay can only catch up).
     """
     row = find_event(session, event_ref)
     if row is None:

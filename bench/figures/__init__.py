@@ -109,7 +109,7 @@ class BenchContext:
         price_id = self.seed.one_time_price_id
         product_id = self.seed.product_ids[0]
         buyers = self.seed.buyers
-        plans = [
+        plans: list[dict[str, Any]] = [
             {"checkout_id": uuid.uuid4(), "buyer": buyers[i % len(buyers)]} for i in range(count)
         ]
         if with_payment_intent:
@@ -148,7 +148,9 @@ class BenchContext:
                     amount=2900,
                     currency="usd",
                     intent_type="payment",
-                    client_secret=intent["client_secret"] if intent else f"bench_secret_{uuid.uuid4().hex}",
+                    client_secret=intent["client_secret"]
+                    if intent
+                    else f"bench_secret_{uuid.uuid4().hex}",
                     stripe_payment_intent_id=intent["id"] if intent else None,
                     expires_at=expires_at,
                 )

@@ -63,7 +63,10 @@ def _measure(ctx: BenchContext) -> Figure:
     if not stack.latencies_ms:
         raise FeatureMissing(f"no checkout created under load ({stack.errors})")
     s, b = summarize_latencies(stack.latencies_ms), summarize_latencies(baseline.latencies_ms)
-    ctx.plots["checkout_create"] = {"BillingOS": stack.latencies_ms, "/healthz": baseline.latencies_ms}
+    ctx.plots["checkout_create"] = {
+        "BillingOS": stack.latencies_ms,
+        "/healthz": baseline.latencies_ms,
+    }
     figure = Figure(
         *KEY,
         goal=GOAL,

@@ -33,12 +33,30 @@ def _measure(ctx: BenchContext) -> list[Figure]:
     health = {"kind": "static", "path": "/healthz"}
     progress("entitlements: saturation (BillingOS, then /healthz)")
     common = {"connections": CONNECTIONS, "ok_statuses": [200]}
-    sat = ctx.load(ctx.web_port, mode="closed", duration=ctx.durations.saturation, request=reads, **common)
-    base_sat = ctx.load(ctx.web_port, mode="closed", duration=ctx.durations.saturation, request=health, **common)
+    sat = ctx.load(
+        ctx.web_port, mode="closed", duration=ctx.durations.saturation, request=reads, **common
+    )
+    base_sat = ctx.load(
+        ctx.web_port, mode="closed", duration=ctx.durations.saturation, request=health, **common
+    )
     half = max(10.0, sat.throughput / 2)
     progress(f"entitlements: latency at {half:,.0f} req/s")
-    lat = ctx.load(ctx.web_port, mode="open", rate=half, duration=ctx.durations.latency, request=reads, **common)
-    base_lat = ctx.load(ctx.web_port, mode="open", rate=half, duration=ctx.durations.latency, request=health, **common)
+    lat = ctx.load(
+        ctx.web_port,
+        mode="open",
+        rate=half,
+        duration=ctx.durations.latency,
+        request=reads,
+        **common,
+    )
+    base_lat = ctx.load(
+        ctx.web_port,
+        mode="open",
+        rate=half,
+        duration=ctx.durations.latency,
+        request=health,
+        **common,
+    )
     if not lat.latencies_ms:
         raise FeatureMissing(f"no successful read under load ({lat.errors})")
     s, b = summarize_latencies(lat.latencies_ms), summarize_latencies(base_lat.latencies_ms)

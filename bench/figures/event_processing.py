@@ -112,7 +112,11 @@ def _measure(ctx: BenchContext) -> Figure:
         value=stack_rate,
         baseline=baseline_rate,
         baseline_label="no-op Celery task",
-        details={"events": total, "effects_committed": done, "statuses": ctx.checkout_statuses(ids)},
+        details={
+            "events": total,
+            "effects_committed": done,
+            "statuses": ctx.checkout_statuses(ids),
+        },
     )
     figure.passed = done == total and stack_rate >= 300
     return figure

@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from bench.figures import BenchContext, FeatureMissing, progress
 from bench.procs import ROOT
@@ -49,12 +51,12 @@ def _measure(ctx: BenchContext) -> list[Figure]:
             raise FeatureMissing(f"GET /v1/checkout/{{id}}/ws answered {connected['statuses']}")
         if clients.wait_for(lambda r: r.get("event") == "message", 10) is None:
             raise FeatureMissing("the checkout websocket sent no snapshot")
-        progress(f"status latency: committing {RATE:.0f} transitions/s for {ctx.durations.latency:.0f} s")
+        progress(
+            f"status latency: committing {RATE:.0f} transitions/s for {ctx.durations.latency:.0f} s"
+        )
         sent = _commit_transitions(ctx, checkout["checkout_id"], clients)
         clients.wait_count(lambda r: r.get("version") == max(sent), 1, timeout=5)
-        received = {
-            r["version"]: r["t"] for r in clients.records if r.get("event") == "message"
-        }
+        received = {r["version"]: r["t"] for r in clients.records if r.get("event") == "message"}
     finally:
         clients.stop()
     latencies = [(received[v] - t0) / 1e6 for v, t0 in sent.items() if v in received]
@@ -101,15 +103,21 @@ def _commit_transitions(ctx: BenchContext, checkout_id: str, clients: WsClients)
                 .where(CheckoutSession.id == uuid.UUID(checkout_id))
                 .with_for_update()
             ).scalar_one()
-            checkout.transition("processing" if checkout.status != "processing" else "requires_action")
+            checkout.transition(
+                "processing" if checkout.status != "processing" else "requires_action"
+            )
             version = checkout.version
             t0 = monotonic_ns()
             session.commit()
             sent[version] = t0
-            if i == 0 and clients.wait_for(lambda r: r.get("version") == version, 5) is None:
+            if i == 0 and clients.wait_for(_has_version(version), 5) is None:
                 raise FeatureMissing("a committed checkout change was not published within 5 s")
         db.session.remove()
     return sent
+
+
+def _has_version(version: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda record: record.get("version") == version
 
 
 def redis_round_trips(redis_url: str, rate: float, seconds: float) -> list[float]:

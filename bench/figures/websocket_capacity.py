@@ -68,7 +68,10 @@ def _measure(ctx: BenchContext) -> list[Figure]:
         try:
             connected = clients.wait_connected(300)
             ok = int(connected["ok"])
-            progress(f"  {ok:,} connected in {time.monotonic() - started:.0f} s ({connected['statuses']})")
+            progress(
+                f"  {ok:,} connected in {time.monotonic() - started:.0f} s "
+                f"({connected['statuses']})"
+            )
             snapshots = clients.wait_count(lambda r: r.get("event") == "message", ok, 60)
             time.sleep(1.0)
             rss_after = rss_bytes_of(worker_pid)
@@ -78,7 +81,9 @@ def _measure(ctx: BenchContext) -> list[Figure]:
             clients.stop()
     finally:
         web.stop()
-    held = Figure(*CLIENTS, goal=GOALS[0], value=float(ok), details={"wanted": wanted, "snapshots": snapshots})
+    held = Figure(
+        *CLIENTS, goal=GOALS[0], value=float(ok), details={"wanted": wanted, "snapshots": snapshots}
+    )
     held.passed = ok >= 10_000
     memory = Figure(
         *MEMORY,
@@ -93,7 +98,9 @@ def _measure(ctx: BenchContext) -> list[Figure]:
         value=broadcast_ms,
         details={"clients": ok, "reached": reached},
     )
-    broadcast.passed = broadcast_ms is not None and reached == ok and ok >= 10_000 and broadcast_ms <= 1000
+    broadcast.passed = (
+        broadcast_ms is not None and reached == ok and ok >= 10_000 and broadcast_ms <= 1000
+    )
     return [held, memory, broadcast]
 
 
@@ -107,7 +114,9 @@ def _broadcast(
 
     with ctx.app.app_context():
         checkout = db.session.execute(
-            select(CheckoutSession).where(CheckoutSession.id == uuid.UUID(checkout_id)).with_for_update()
+            select(CheckoutSession)
+            .where(CheckoutSession.id == uuid.UUID(checkout_id))
+            .with_for_update()
         ).scalar_one()
         checkout.transition("processing")
         version = checkout.version

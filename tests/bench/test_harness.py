@@ -99,7 +99,10 @@ class TestResultFiles:
             not_available("b", "B", "req/s", "≥ 1", "endpoint absent"),
         ]
         json_path, md_path = write_results(
-            figures, machine={"cores": 2, "memory_mib": 1024}, run={"mode": "quick"}, directory=tmp_path
+            figures,
+            machine={"cores": 2, "memory_mib": 1024},
+            run={"mode": "quick"},
+            directory=tmp_path,
         )
         document = json.loads(json_path.read_text())
         assert document["machine"]["cores"] == 2
@@ -131,13 +134,15 @@ class TestStripeSignature:
     def test_a_signature_for_another_secret_does_not_verify(self) -> None:
         payload = json.dumps(stripe_event("evt_1", "payment_intent.succeeded", {"id": "pi_1"}))
         with pytest.raises(stripe.SignatureVerificationError):
-            stripe.Webhook.construct_event(payload, sign_stripe_payload(payload, "whsec_a"), "whsec_b")
+            stripe.Webhook.construct_event(
+                payload, sign_stripe_payload(payload, "whsec_a"), "whsec_b"
+            )
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like gunicorn
 
-    def do_GET(self) -> None:  # noqa: N802 — http.server's naming
+    def do_GET(self) -> None:
         status = 200 if self.path == "/ok" else 404
         body = b'{"status":"ok"}'
         self.send_response(status)
@@ -198,7 +203,12 @@ class TestWebsocketFrames:
     def test_a_masked_client_frame_decodes_to_its_payload(self) -> None:
         for size in (5, 300, 70_000):
             payload = bytes(random.Random(size).getrandbits(8) for _ in range(size))
-            opcode, fin, decoded, used = decode_frame(encode_client_frame(0x1, payload)) or (0, 0, b"", 0)
+            opcode, fin, decoded, _used = decode_frame(encode_client_frame(0x1, payload)) or (
+                0,
+                0,
+                b"",
+                0,
+            )
             assert (opcode, fin, decoded) == (0x1, True, payload)
 
     def test_an_incomplete_frame_is_not_decoded(self) -> None:

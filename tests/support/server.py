@@ -56,7 +56,6 @@ class WebServer(ManagedProcess):
         self.stop()
         raise TimeoutError(f"gunicorn did not answer within {timeout}s:\n{self.log()[-4000:]}")
 
-
     def stop(self, timeout: float = 10.0) -> None:
         # SIGINT is gunicorn's quick shutdown: open streams are cut instead of being waited
         # for during graceful_timeout.

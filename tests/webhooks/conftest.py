@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,8 +28,8 @@ from models.base import utcnow
 from tasks.stripe_events import process_event
 from tests.conftest import TEST_REDIS_URL
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
-from tests.support.emulator import free_port
-from tests.support.processes import ManagedProcess
+from tests.support.server import WebServer
+from tests.support.server import start_web_server as run_web_server
 
 WEBHOOK_PATH = "/stripe/webhooks"
 FIXTURES = Path("/work/shared/stripe/fixtures3.json")
@@ -216,61 +215,32 @@ def succeeded_payment_intent(checkout: CheckoutSession) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- a real server
 
 
-class WebServer(ManagedProcess):
-    """The API under gunicorn (gevent, as in production) on a free loopback port."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app.wsgi:app"]
-        super().__init__(
-            argv,
-            env={
-                "HOST": "127.0.0.1",
-                "PORT": str(self.port),
-                "WEB_CONCURRENCY": "1",
-                "ACCESS_LOG": "0",
-                **env,
-            },
-            name="web",
-        )
-
-    def wait_ready(self, timeout: float = 60.0) -> WebServer:
-        def up() -> bool:
-            if not self.running:
-                raise RuntimeError(f"web server exited:\n{self.log()[-4000:]}")
-            try:
-                return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(up, timeout=timeout, interval=0.1)
-        return self
-
-    def post_webhook(self, payload: str, signature: str, timeout: float = 30.0) -> tuple[int, Any]:
-        response = requests.post(
-            self.url + WEBHOOK_PATH,
-            data=payload.encode(),
-            headers={"Content-Type": "application/json", "Stripe-Signature": signature},
-            timeout=timeout,
-        )
-        return response.status_code, response.json()
+def post_webhook(
+    server: WebServer, payload: str, signature: str, timeout: float = 30.0
+) -> tuple[int, Any]:
+    """Deliver a webhook over HTTP, as Stripe does; returns (status, JSON body)."""
+    response = requests.post(
+        server.url + WEBHOOK_PATH,
+        data=payload.encode(),
+        headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+        timeout=timeout,
+    )
+    return response.status_code, response.json()
 
 
 @pytest.fixture()
 def start_web_server(app: Flask) -> Iterator[Callable[..., WebServer]]:
-    """Start the API as a real HTTP server (`start_web_server(env={...})`); stopped after."""
+    """Start the API under gunicorn (`start_web_server(env={...})`); stopped after the test."""
     settings = settings_of(app)
     started: list[WebServer] = []
 
     def start(env: dict[str, str] | None = None) -> WebServer:
-        base = {"STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret}
+        base = {"STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret, "ACCESS_LOG": "0"}
         if settings.stripe_api_base:
             base["STRIPE_API_BASE"] = settings.stripe_api_base
-        server = WebServer({**base, **(env or {})})
+        server = run_web_server(workers=1, env={**base, **(env or {})})
         started.append(server)
-        server.start()
-        return server.wait_ready()
+        return server
 
     yield start
     for server in started:

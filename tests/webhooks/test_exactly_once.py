@@ -15,13 +15,14 @@ from app.webhooks import service
 from models import CheckoutSession, PaymentIntent, StripeEvent
 from models.stripe_event import PENDING, PROCESSED
 from tasks.stripe_events import process_event
-from tests.support.emulator import free_port
+from tests.support.server import free_port
 from tests.webhooks.conftest import (
     count,
     envelope,
     inbox,
     inbox_count,
     open_checkout,
+    post_webhook,
     process,
     queued_event_ids,
     signature_header,
@@ -90,7 +91,7 @@ def test_same_event_delivered_ten_times_concurrently_has_one_effect(
 
     def deliver(_: int) -> tuple[int, dict]:
         # Each delivery signs anew, as Stripe's retries do.
-        return server.post_webhook(payload, signature_header(payload, webhook_secret))
+        return post_webhook(server, payload, signature_header(payload, webhook_secret))
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         answers = list(pool.map(deliver, range(10)))
@@ -162,7 +163,7 @@ def test_redis_down_events_are_stored_answered_and_processed_after_it_returns(
     ]
     for event in events:
         payload = json.dumps(event)
-        status, body = server.post_webhook(payload, signature_header(payload, webhook_secret))
+        status, body = post_webhook(server, payload, signature_header(payload, webhook_secret))
         assert (status, body) == (200, {"received": True, "stored": True})
 
     ids = [event["id"] for event in events]

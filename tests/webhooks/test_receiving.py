@@ -9,11 +9,13 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from models.stripe_event import IGNORED, PENDING
+from tests.support.server import free_port
 from tests.webhooks.conftest import (
     WEBHOOK_PATH,
     envelope,
     inbox,
     inbox_count,
+    post_webhook,
     queued_event_ids,
     signature_header,
     stripe_fixture,
@@ -152,13 +154,11 @@ class TestInbox:
 
 class TestUnavailableStorage:
     def test_postgres_down_answers_503_so_stripe_retries(self, start_web_server, webhook_secret):
-        from tests.support.emulator import free_port
-
         dead = f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/billingos"
         server = start_web_server(env={"DATABASE_URL": dead})
         event = envelope("payment_intent.succeeded", stripe_fixture("payment_intent"))
         payload = json.dumps(event)
-        status, body = server.post_webhook(payload, signature_header(payload, webhook_secret))
+        status, body = post_webhook(server, payload, signature_header(payload, webhook_secret))
         assert status == 503
         assert body["status"] == 503
         assert "postgres" not in json.dumps(body).lower()
