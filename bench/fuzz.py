@@ -51,7 +51,8 @@ def schemathesis_argv(
         "--report", "junit,pytest",
         "--report-dir", str(report_dir),
         "--report-junit-path", str(report_dir / f"{label}.junit.xml"),
-        "--report-pytest-path", str(report_dir / f"test_fuzz_regressions_{label}.py"),
+        # Not a .py file: it is material for regression tests in tests/, not a linted module.
+        "--report-pytest-path", str(report_dir / f"regressions_{label}.pytest.txt"),
         "--output-sanitize", "true",
         "--no-color",
     ]  # fmt: skip
