@@ -55,4 +55,10 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": "maintenance.prune_processed_events",
         "schedule": 6 * 3600.0,
     },
+    # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
+    # incomplete subscription in Stripe and mark it expired.
+    "expire-overdue-checkouts": {
+        "task": "checkout.expire_overdue",
+        "schedule": 60.0,
+    },
 }
