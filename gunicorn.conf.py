@@ -15,6 +15,10 @@ keepalive = 75
 # The access log shows the path without its query string: `?token=` must never reach a log.
 accesslog = "-" if os.environ.get("ACCESS_LOG", "1") == "1" else None
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# gunicorn answers an over-long request line with an HTML 414; lifting its limit lets the app
+# answer with problem+json (app/errors.py caps URLs at 8 KiB). The platform's router (Heroku:
+# 8 KiB) bounds what reaches gunicorn in production.
+limit_request_line = 0
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 

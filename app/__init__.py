@@ -14,7 +14,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.db import db
-    from app.errors import register_error_handlers
+    from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging
     from app.metrics import init_metrics
     from app.realtime import init_realtime
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_realtime(app, settings.redis_url)
     init_celery(app, settings)
     register_error_handlers(app)
+    register_request_guards(app)
     init_metrics(app)
     _register_blueprints(app)
 

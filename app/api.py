@@ -79,6 +79,32 @@ class MalformedJson(ApiError):
     title = "Malformed JSON"
 
 
+def _find_nul(value: Any, loc: list[Any]) -> list[Any] | None:
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_nul(key, [*loc, key]) or _find_nul(item, [*loc, key])
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_nul(item, [*loc, index])
+            if found:
+                return found
+    return None
+
+
+def _reject_nul(prefix: str, payload: Any) -> None:
+    # Postgres text cannot hold NUL; refusing it here keeps it from ever reaching a query.
+    loc = _find_nul(payload, [prefix])
+    if loc is not None:
+        raise ValidationFailed(
+            "Strings must not contain NUL characters.",
+            errors=[{"loc": loc, "msg": "String contains a NUL character", "type": "string_nul"}],
+        )
+
+
 def parse_body(model: type[BaseModel]) -> BaseModel:
     raw = request.get_data(cache=True)
     if not raw.strip():
@@ -88,13 +114,14 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
             raise UnsupportedMediaType("Send the request body as application/json.")
         try:
             payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedJson("The request body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise ValidationFailed(
             "The request body must be a JSON object.",
             errors=[{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}],
         )
+    _reject_nul("body", payload)
     try:
         return model.model_validate(payload)
     except ValidationError as e:
@@ -108,6 +135,7 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
     for key in request.args:
         items = request.args.getlist(key)
         values[key] = items[0] if len(items) == 1 else items
+    _reject_nul("query", values)
     try:
         return model.model_validate(values)
     except ValidationError as e:

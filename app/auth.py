@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import g, request
+from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from app.db import db, on_commit
+from app.db import db
 from app.errors import Forbidden, Unauthenticated
 from app.redis_client import get_redis
 from models import ApiKey, Customer, SessionToken
@@ -97,7 +98,7 @@ def resolve_secret_key(credential: str) -> MerchantPrincipal:
 # row just before the revocation can never put the token back.
 _TOKEN_CACHE_PREFIX = "bos:auth:st:"
 _REVOKED = b"revoked"
-_TOKEN_CACHE_MAX_SECONDS = 3600
+_TOKEN_CACHE_MAX_SECONDS = 600
 
 
 def _token_cache_key(token_hash: str) -> str:
@@ -255,23 +256,42 @@ def issue_session_token(
     return token, row
 
 
-def revoke_session_token(organization_id: uuid.UUID, token: str) -> bool:
+def revoke_session_token(organization_id: uuid.UUID, token: str) -> SessionToken | None:
+    """Mark the organization's token revoked (idempotently); None if it has no such token.
+
+    The caller commits, then calls `forget_revoked_token` so the cached principal stops working
+    at once; revoking again re-writes that marker, so a retry repairs a lost write.
+    """
     row = db.session.execute(
         select(SessionToken).where(
             SessionToken.token_hash == digest(token),
             SessionToken.organization_id == organization_id,
         )
     ).scalar_one_or_none()
-    if row is None or row.revoked_at is not None:
+    if row is None:
+        return None
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def forget_revoked_token(row: SessionToken) -> None:
+    """Replace the token's cached principal by a tombstone; raises RedisError if Redis is down."""
+    remaining = int((row.expires_at - utcnow()).total_seconds())
+    if remaining > 0:
+        get_redis().set(
+            _token_cache_key(row.token_hash), _REVOKED, ex=min(remaining, _TOKEN_CACHE_MAX_SECONDS)
+        )
+
+
+def session_token_revoked(client: Redis, token_hash: str) -> bool:
+    """Whether the token with this digest is known to be revoked (its tombstone is cached).
+
+    For long-lived streams, which re-check their token while they run: one Redis GET with a
+    client taken when the stream opened (a stream's body runs outside the app context). Redis
+    unreachable → not known to be revoked; the stream still ends when the token expires.
+    """
+    try:
+        return bool(client.get(_token_cache_key(token_hash)) == _REVOKED)
+    except RedisError:
         return False
-    row.revoked_at = utcnow()
-    remaining = int((row.expires_at - row.revoked_at).total_seconds())
-    key = _token_cache_key(row.token_hash)
-    redis_client = get_redis()
-
-    def tombstone() -> None:
-        if remaining > 0:
-            redis_client.set(key, _REVOKED, ex=min(remaining, _TOKEN_CACHE_MAX_SECONDS))
-
-    on_commit(db.session(), tombstone)
-    return True

@@ -36,6 +36,16 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"BillingOS: setting {name} must be a number, got {raw!r}") from None
+
+
 def _int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -97,6 +107,10 @@ class Settings:
             "stripe_max_network_retries": _int(
                 env, "STRIPE_MAX_NETWORK_RETRIES", defaults.stripe_max_network_retries
             ),
+            "stripe_connect_timeout": _float(
+                env, "STRIPE_CONNECT_TIMEOUT", defaults.stripe_connect_timeout
+            ),
+            "stripe_read_timeout": _float(env, "STRIPE_READ_TIMEOUT", defaults.stripe_read_timeout),
             "checkout_rate_limit": _int(env, "CHECKOUT_RATE_LIMIT", defaults.checkout_rate_limit),
             "checkout_rate_window_seconds": _int(
                 env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds

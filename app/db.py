@@ -41,6 +41,8 @@ class Database:
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_recycle=1800,
+            # timestamptz values come back in the session's time zone; the API speaks UTC.
+            connect_args={"options": "-c timezone=UTC"},
         )
         self.session_factory.configure(bind=self.engine)
 

@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,26 @@ def _from_unexpected(error: Exception) -> Response:
     return problem_response(
         500, "internal_error", "Internal server error", "The server failed to handle the request."
     )
+
+
+MAX_URL_BYTES = 8192
+
+
+def register_request_guards(app: Flask) -> None:
+    """Refuse, as problems, requests no route could serve safely.
+
+    gunicorn's own limit would answer an over-long request line with an HTML page; it is lifted
+    in gunicorn.conf.py so that the limit is enforced here with a problem+json answer. A NUL in
+    the path could only end as a database error, since Postgres text cannot hold it.
+    """
+
+    @app.before_request
+    def _guard() -> Response | None:
+        if len(request.full_path) > MAX_URL_BYTES:
+            return problem_response(414, "uri_too_long", "URI too long", "The URL is too long.")
+        if "\x00" in request.path:
+            return problem_response(404, "not_found", "Not found", "No such resource.")
+        return None
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -22,11 +22,19 @@ class ListQuery(QueryModel):
     starting_after: uuid.UUID | None = None
 
 
-def paginate(stmt: Select[Any], model: Any, query: ListQuery) -> tuple[list[Any], bool]:
-    """Apply newest-first ordering, the cursor and the limit to `stmt` (which selects `model`)."""
+def paginate(
+    stmt: Select[Any], model: Any, query: ListQuery, organization_id: uuid.UUID
+) -> tuple[list[Any], bool]:
+    """Apply newest-first ordering, the cursor and the limit to `stmt` (which selects `model`).
+
+    The cursor is looked up within the caller's organization only, so another organization's
+    id behaves exactly like an unknown one.
+    """
     if query.starting_after is not None:
         cursor = db.session.execute(
-            select(model.created_at, model.id).where(model.id == query.starting_after)
+            select(model.created_at, model.id).where(
+                model.id == query.starting_after, model.organization_id == organization_id
+            )
         ).first()
         if cursor is None:
             return [], False

@@ -9,8 +9,13 @@ Channels and messages (JSON text, the same objects the HTTP API returns):
 
     checkout:{checkout_id}   {"type": "checkout.updated", "data": Checkout}
                              Checkout = `checkout_status()` = GET /v1/checkout/{id}/status
-    customer:{customer_id}   {"type": "subscription.updated", "data": Subscription}
-                             {"type": "entitlements.updated", "data": [Entitlement], "version"?}
+    customer:{customer_id}   {"type": "subscription.updated", "data": Subscription, "version"}
+                             {"type": "entitlements.updated", "data": [Entitlement], "version"}
+
+Versions order messages of one key (a checkout: `checkout.version`; a subscription:
+`subscriptions.version`, bumped on every change of the row by a flush hook in
+models/subscription.py; the entitlement list: `customers.entitlements_version`). All three live
+in Postgres, so they never go backwards whatever happens to Redis.
 
 Publishing (any process that writes: web, Celery workers, CLI, tests)
 
@@ -22,11 +27,8 @@ Publishing (any process that writes: web, Celery workers, CLI, tests)
     rolled-back transaction or savepoint publishes nothing. Several flushes of one transaction
     publish the last state of each object once.
 
-    Explicit, for entitlements (issue 7 computes the list and owns its cache generation):
-    `publish_customer(customer_id, "entitlements.updated", data, version=generation)` or
-    `publish_entitlements_updated(customer_id, entitlements, version=None)` after commit, or
-    `publish_entitlements_after_commit(session, customer_id, entitlements, version=None)` inside
-    the transaction.
+    Explicit, for entitlements (app/entitlements/service.py computes the list and its version):
+    `publish_entitlements_updated(customer_id, entitlements, version)` after commit.
 
     Publishing never fails the committed request or task: Redis unreachable → one warning, and
     the clients catch up from the Postgres snapshot when the subscriber reconnects.
@@ -121,7 +123,11 @@ def checkout_message(checkout: CheckoutOut) -> str:
 
 
 def subscription_message(subscription: Subscription) -> str:
-    return _frame(SUBSCRIPTION_UPDATED, subscription_out(subscription).model_dump_json())
+    return _frame(
+        SUBSCRIPTION_UPDATED,
+        subscription_out(subscription).model_dump_json(),
+        subscription.version,
+    )
 
 
 def entitlements_message(
@@ -180,18 +186,6 @@ def publish(messages: Iterable[tuple[str, str]]) -> int:
     return publisher.publish(messages)
 
 
-def publish_customer(
-    customer_id: uuid.UUID | str, message_type: str, data: Any, *, version: int | None = None
-) -> int:
-    """Publish `{"type": message_type, "data": data}` on `customer:{id}` now (after commit).
-
-    `data` is JSON-ready (e.g. `model_dump(mode="json")`); `version`, when given, orders
-    messages of that type so a client drops an older one.
-    """
-    data_json = json.dumps(data, separators=(",", ":"), default=str)
-    return publish([(customer_channel(customer_id), _frame(message_type, data_json, version))])
-
-
 def publish_entitlements_updated(
     customer_id: uuid.UUID | str,
     entitlements: Sequence[BaseModel | dict[str, Any]],
@@ -199,21 +193,10 @@ def publish_entitlements_updated(
 ) -> int:
     """Tell the customer's clients their entitlement list, as GET /v1/customer/entitlements.
 
-    Call after commit. `version` (e.g. the entitlement cache generation) lets a client drop a
-    list older than one it already has.
+    Call after commit. `version` (`customers.entitlements_version`) lets a client drop a list
+    older than one it already has.
     """
     return publish([(customer_channel(customer_id), entitlements_message(entitlements, version))])
-
-
-def publish_entitlements_after_commit(
-    session: Session,
-    customer_id: uuid.UUID | str,
-    entitlements: Sequence[BaseModel | dict[str, Any]],
-    version: int | None = None,
-) -> None:
-    """Same as `publish_entitlements_updated`, sent once `session`'s transaction commits."""
-    message = entitlements_message(entitlements, version)
-    _add_to_batch(session, {(customer_channel(customer_id), "entitlements"): message})
 
 
 # The flush hook: collect at `after_flush` (attribute history is still there), serialize at

@@ -48,6 +48,7 @@ CHECKOUT_METADATA = "billingos_checkout_id"
 CUSTOMER_METADATA = "billingos_customer_id"
 PRODUCT_METADATA = "billingos_product_id"
 PRICE_METADATA = "billingos_price_id"
+SUBSCRIPTION_METADATA = "billingos_subscription_id"
 
 
 # --------------------------------------------------------------------------- error vocabulary
@@ -580,8 +581,11 @@ class StripeGateway:
         stripe_customer_id: str,
         stripe_price_id: str,
         trial_period_days: int | None,
+        subscription_id: uuid.UUID | None = None,
     ) -> stripe.Subscription:
         """A subscription that owes nothing today, created without a checkout (issue 7).
+
+        `subscription_id` is our row made for it beforehand (metadata `billingos_subscription_id`).
 
         A free price: Stripe finalizes a $0 first invoice as paid and the subscription is
         `active` at once. A trial without a card: `trialing`, and when the trial ends with no
@@ -593,7 +597,11 @@ class StripeGateway:
             "items": [{"price": stripe_price_id}],
             "metadata": _metadata(
                 organization_id,
-                **{CUSTOMER_METADATA: str(customer_id), PRICE_METADATA: str(price_id)},
+                **{
+                    CUSTOMER_METADATA: str(customer_id),
+                    PRICE_METADATA: str(price_id),
+                    SUBSCRIPTION_METADATA: str(subscription_id) if subscription_id else None,
+                },
             ),
         }
         if trial_period_days:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, IdMixin, TimestampMixin
@@ -23,6 +23,11 @@ class Customer(IdMixin, TimestampMixin, Base):
     email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(255))
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Bumped (UPDATE … RETURNING) by every committed change of the customer's entitlements; the
+    # `version` of `entitlements.updated`. Kept here, not in Redis, so it never goes backwards.
+    entitlements_version: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default=text("0")
+    )
 
     organization: Mapped[Organization] = relationship()
 

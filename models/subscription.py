@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -9,11 +10,14 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
+    event,
     false,
+    inspect,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, IdMixin, TimestampMixin
 from models.catalog import Product, ProductPrice
@@ -78,6 +82,11 @@ class Subscription(IdMixin, TimestampMixin, Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # `created` of the newest Stripe event applied, so an older event never overwrites it.
     stripe_state_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Increases by one on every change of the row (a flush hook, `bump_subscription_versions`),
+    # so real-time `subscription.updated` messages can be ordered per subscription.
+    version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=1, server_default=text("1")
+    )
 
     product: Mapped[Product] = relationship()
     price: Mapped[ProductPrice] = relationship()
@@ -85,3 +94,31 @@ class Subscription(IdMixin, TimestampMixin, Base):
     @property
     def grants_entitlements(self) -> bool:
         return self.status in ENTITLING_STATUSES
+
+
+def bump_subscription_versions(session: Session, _flush_context: Any, _instances: Any) -> None:
+    """Before every flush: +1 on `version` of each Subscription whose columns changed.
+
+    One hook for every writer (stripe_sync, the cancel endpoint, tests, scripts), so no path can
+    change a subscription without a new version. Writers hold the row lock (`FOR UPDATE`,
+    `populate_existing`) while they change it, so the in-memory version is the committed one.
+    Inserts start at 1 (the column default); several flushes in one transaction bump several
+    times, which keeps the order and only skips numbers.
+    """
+    for obj in session.dirty:
+        if not isinstance(obj, Subscription):
+            continue
+        state = inspect(obj)
+        if state.attrs.version.history.has_changes():
+            continue  # set explicitly by the caller
+        changed = any(
+            state.attrs[column.key].history.has_changes()
+            for column in Subscription.__mapper__.column_attrs
+            if column.key != "updated_at"
+        )
+        if changed:
+            obj.version = (obj.version or 0) + 1
+
+
+# Every Session (request, task, CLI, test), not one factory: nothing may bypass it.
+event.listen(Session, "before_flush", bump_subscription_versions)

@@ -119,7 +119,7 @@ def list_products(
     stmt = _with_children(select(Product)).where(Product.organization_id == organization_id)
     if not query.include_archived:
         stmt = stmt.where(Product.active.is_(True))
-    return paginate(stmt, Product, query)
+    return paginate(stmt, Product, query, organization_id)
 
 
 def list_active_products(organization_id: uuid.UUID) -> list[Product]:

@@ -324,7 +324,7 @@ def list_checkouts(
         stmt = stmt.join(Customer, Customer.id == CheckoutSession.customer_id).where(
             Customer.external_id == query.customer_external_id
         )
-    checkouts, has_more = paginate(stmt, CheckoutSession, query)
+    checkouts, has_more = paginate(stmt, CheckoutSession, query, organization_id)
     return checkouts, _external_ids({c.customer_id for c in checkouts}), has_more
 
 
@@ -338,7 +338,7 @@ def list_payments(
         stmt = stmt.join(Customer, Customer.id == PaymentIntent.customer_id).where(
             Customer.external_id == query.customer_external_id
         )
-    payments, has_more = paginate(stmt, PaymentIntent, query)
+    payments, has_more = paginate(stmt, PaymentIntent, query, organization_id)
     return payments, _external_ids({p.customer_id for p in payments}), has_more
 
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response
 from flask.typing import ResponseReturnValue
 
 from app.api import SECRET_KEY, SESSION_TOKEN, json_response, operation
-from app.auth import current_customer, current_merchant
+from app.auth import CustomerPrincipal, current_customer, current_merchant
 from app.customers import service
 from app.customers.schemas import (
     CustomerDetailOut,
@@ -17,8 +17,11 @@ from app.customers.schemas import (
     PortalSessionQuery,
 )
 from app.db import db
+from app.entitlements.cache import CACHE_TTL_SECONDS
 from app.entitlements.schemas import EntitlementList
 from app.entitlements.service import entitlements_body
+from app.rate_limit import RateLimit, enforce
+from app.redis_client import get_redis
 from app.subscriptions import service as subscriptions
 from app.subscriptions.schemas import (
     SubscriptionCancel,
@@ -30,11 +33,22 @@ from app.subscriptions.schemas import (
 
 bp = Blueprint("customers", __name__)
 
+# Each of these calls Stripe on every request: a runaway SDK loop must not spend the merchant's
+# Stripe rate limit. Counted per customer (all their session tokens together).
+PORTAL_RATE_LIMIT = RateLimit("portal_session", limit=10, window_seconds=60)
+SUBSCRIBE_RATE_LIMIT = RateLimit("subscription_create", limit=10, window_seconds=60)
+
+
+def _rate_limit(rule: RateLimit, principal: CustomerPrincipal) -> None:
+    enforce(get_redis(), rule, str(principal.customer_id))
+
+
 _PORTAL_DESCRIPTION = (
     "A Stripe billing portal session for this customer (cards, invoices, plan changes, "
     "cancellation). `expires_at` is when an unused URL stops working (Stripe: five minutes): "
     "create one right before redirecting. 409 `no_billing_account` when the customer has never "
-    "reached Stripe (no checkout or subscription yet)."
+    "reached Stripe (no checkout or subscription yet). Rate limited per customer (GET and POST "
+    "together): 429 with `Retry-After`."
 )
 
 
@@ -44,7 +58,9 @@ _PORTAL_DESCRIPTION = (
     description=(
         "The features granted by the customer's live subscriptions (until their trial or "
         "period ends) and one-time purchases (no end). Served from a cache that is invalidated "
-        "when a change commits, so a revoked feature is never served after its revocation."
+        "as soon as a change commits; should that invalidation fail (Redis unreachable at that "
+        f"moment), a revoked feature can still be served for at most {CACHE_TTL_SECONDS} s, "
+        "the cache's lifetime. A grant whose period ends is never served past its end."
     ),
     auth=SESSION_TOKEN,
     responses={200: EntitlementList},
@@ -80,7 +96,9 @@ def list_subscriptions() -> ResponseReturnValue:
         "**Upgrades.** A customer holds at most one live subscription per product. Subscribing "
         "to another price of a product the customer already has (monthly → yearly) is refused "
         "with 409 `already_subscribed`; change plans in the billing portal "
-        "(`POST /v1/portal-session`), where Stripe prorates the difference, or cancel first."
+        "(`POST /v1/portal-session`), where Stripe prorates the difference, or cancel first. "
+        "So is a product with a checkout in progress for the customer.\n\n"
+        "Rate limited per customer (429 with `Retry-After`)."
     ),
     auth=SESSION_TOKEN,
     body=SubscriptionCreate,
@@ -89,15 +107,16 @@ def list_subscriptions() -> ResponseReturnValue:
         402: "payment_required",
         404: "price_not_found",
         409: "already_subscribed",
+        429: "rate_limited",
         503: "stripe_unavailable",
     },
     tags=["subscriptions"],
 )
 def create_subscription(body: SubscriptionCreate) -> ResponseReturnValue:
-    subscription = subscriptions.create_direct_subscription(
-        db.session(), current_customer(), body.price_id
-    )
-    db.session.commit()
+    principal = current_customer()
+    _rate_limit(SUBSCRIBE_RATE_LIMIT, principal)
+    # The service commits its own transactions (none is open across a Stripe call).
+    subscription = subscriptions.create_direct_subscription(principal, body.price_id)
     return json_response(subscription_out(subscription), 201)
 
 
@@ -137,11 +156,13 @@ def cancel_subscription(
     auth=SESSION_TOKEN,
     body=PortalSessionCreate,
     responses={201: PortalSessionOut},
-    errors={409: "no_billing_account", 503: "stripe_unavailable"},
+    errors={409: "no_billing_account", 429: "rate_limited", 503: "stripe_unavailable"},
     tags=["billing portal"],
 )
 def create_portal_session(body: PortalSessionCreate) -> ResponseReturnValue:
-    portal = service.create_portal_session(db.session(), current_customer(), body.return_url)
+    principal = current_customer()
+    _rate_limit(PORTAL_RATE_LIMIT, principal)
+    portal = service.create_portal_session(db.session(), principal, body.return_url)
     return json_response(portal, 201)
 
 
@@ -152,11 +173,13 @@ def create_portal_session(body: PortalSessionCreate) -> ResponseReturnValue:
     auth=SESSION_TOKEN,
     query=PortalSessionQuery,
     responses={201: PortalSessionOut},
-    errors={409: "no_billing_account", 503: "stripe_unavailable"},
+    errors={409: "no_billing_account", 429: "rate_limited", 503: "stripe_unavailable"},
     tags=["billing portal"],
 )
 def get_portal_session(query: PortalSessionQuery) -> ResponseReturnValue:
-    portal = service.create_portal_session(db.session(), current_customer(), query.return_url)
+    principal = current_customer()
+    _rate_limit(PORTAL_RATE_LIMIT, principal)
+    portal = service.create_portal_session(db.session(), principal, query.return_url)
     return json_response(portal, 201)
 
 

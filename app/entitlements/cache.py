@@ -14,8 +14,14 @@ ticket holds. The writer's invalidation bumps the generation and deletes the bod
 (MULTI), so any ticket taken before it is void.
 
 The TTL is a backstop, not the mechanism: it bounds staleness if an after-commit invalidation is
-ever lost (Redis briefly unreachable), and it never outlives the earliest `expires_at` in the
-body, so an entitlement that lapses on its own is not served past its end.
+ever lost (Redis unreachable at that moment, the writer's process killed between commit and
+hook) to `CACHE_TTL_SECONDS`, and it never outlives the earliest `expires_at` in the body, so an
+entitlement that lapses on its own is not served past its end.
+
+The generation is the cache's own compare-and-set counter and nothing else. It may go backwards
+(Redis restarted, flushed, the key evicted) — harmless here, since the body goes with it — so it
+is never used to order anything outside the cache: real-time messages carry
+`customers.entitlements_version` from Postgres.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from dataclasses import dataclass
 
 import redis
 
-# Backstop lifetime of a cached body (seconds); correctness comes from the generation.
-CACHE_TTL_SECONDS = 300
+# Backstop lifetime of a cached body (seconds); correctness comes from the generation. Short,
+# because it is also how long a lost invalidation can serve a revoked entitlement.
+CACHE_TTL_SECONDS = 60
 
 _BODY_KEY = "billingos:entitlements:{customer_id}"
 _GENERATION_KEY = "billingos:entitlements:gen:{customer_id}"
@@ -89,11 +96,7 @@ class EntitlementCache:
         return bool(stored)
 
     def invalidate(self, customer_id: uuid.UUID) -> int:
-        """Void every outstanding ticket and drop the body; returns the new generation.
-
-        The generation only grows, so it doubles as the `version` of the real-time message that
-        announces this change.
-        """
+        """Void every outstanding ticket and drop the body; returns the new generation."""
         pipe = self.client.pipeline(transaction=True)
         pipe.incr(generation_key(customer_id))
         pipe.delete(body_key(customer_id))

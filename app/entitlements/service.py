@@ -12,8 +12,12 @@ table match:
   is fully refunded;
 - nothing else grants anything (canceled, unpaid, incomplete, incomplete_expired, paused).
 
-After the transaction commits, the customer's cache entry is invalidated and the new list is
-published on the customer's real-time channel (`entitlements.updated`).
+When something changed it also bumps `customers.entitlements_version` (UPDATE … RETURNING, under
+the same per-customer lock), reads the resulting list, and after the transaction commits
+invalidates the customer's cache entry and publishes that list with that version on the
+customer's real-time channel (`entitlements.updated`). The version lives in Postgres, not Redis:
+a Redis restart, flush or eviction must never make it go backwards, or every open customer
+stream would drop each new list as "older" than the one it holds.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ from datetime import UTC, datetime
 
 import redis
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import realtime
 from app.db import db, on_commit
-from app.entitlements.cache import CACHE_TTL_SECONDS, EntitlementCache, FillTicket
+from app.entitlements.cache import CACHE_TTL_SECONDS, EntitlementCache
 from app.entitlements.schemas import EntitlementList, EntitlementOut
 from app.redis_client import get_redis
 from models import (
@@ -165,9 +169,10 @@ def recompute_entitlements(session: Session, customer_id: uuid.UUID) -> bool:
     """Make the customer's `entitlements` rows match their subscriptions and payments.
 
     Call it in the transaction that changed what the customer owns, after the change. Returns
-    whether any row was inserted, updated or deleted; when one was, the cache is invalidated
-    and `entitlements.updated` is published once the transaction commits (never before, never
-    on rollback).
+    whether any row was inserted, updated or deleted; when one was, the customer's
+    `entitlements_version` is bumped, and once the transaction commits (never before, never on
+    rollback) the cache is invalidated and `entitlements.updated` is published with the list as
+    this transaction left it and that version.
     """
     _lock_customer_entitlements(session, customer_id)
     organization_id = session.execute(
@@ -217,10 +222,35 @@ def recompute_entitlements(session: Session, customer_id: uuid.UUID) -> bool:
 
     if changed:
         session.flush()
+        # Still under the advisory lock: versions are handed out in commit order, and the list
+        # read next is exactly what this version will mean once committed.
+        version = bump_entitlements_version(session, customer_id)
+        entitlements = load_entitlements(session, customer_id)
         # After-commit hooks run inside the caller's commit, so in its (request or task) app
         # context; pushing a fresh context here would tear down the scoped session mid-commit.
-        on_commit(session, lambda: announce_entitlements_change(customer_id))
+        on_commit(session, lambda: announce_entitlements_change(customer_id, entitlements, version))
     return changed
+
+
+def bump_entitlements_version(session: Session, customer_id: uuid.UUID) -> int:
+    """Increment the customer's `entitlements_version` and return the new value."""
+    version: int = session.execute(
+        update(Customer)
+        .where(Customer.id == customer_id)
+        .values(entitlements_version=Customer.entitlements_version + 1)
+        .returning(Customer.entitlements_version)
+        # The ORM copy of the customer (if loaded) is refreshed from the RETURNING row.
+        .execution_options(synchronize_session="fetch")
+    ).scalar_one()
+    return version
+
+
+def entitlements_version(session: Session, customer_id: uuid.UUID) -> int:
+    """The customer's committed entitlements version (0 before any grant ever changed)."""
+    version: int = session.execute(
+        select(Customer.entitlements_version).where(Customer.id == customer_id)
+    ).scalar_one()
+    return version
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -313,30 +343,23 @@ def list_entitlements(customer_id: uuid.UUID) -> list[EntitlementOut]:
 # --- after commit --------------------------------------------------------------------------
 
 
-def announce_entitlements_change(customer_id: uuid.UUID) -> None:
-    """Invalidate the cache, re-warm it, and publish the committed list (after commit only).
-
-    The list published is re-read from Postgres after the invalidation rather than the one the
-    writer computed: two writers committing close together may run their hooks in either
-    order, and the generation (the message's `version`) is taken before the read, so the
-    message with the highest version always carries the newest committed state.
-    """
-    cache = entitlement_cache()
-    generation = cache.invalidate(customer_id)
-    now = utcnow()
-    with db.session_factory() as session:
-        entitlements = load_entitlements(session, customer_id, now)
-    cache.fill(
-        FillTicket(customer_id=customer_id, generation=str(generation).encode()),
-        _encode(entitlements),
-        _cache_ttl_ms(entitlements, now),
-    )
-    publish_entitlements(customer_id, entitlements, version=generation)
-
-
-def publish_entitlements(
-    customer_id: uuid.UUID, entitlements: list[EntitlementOut], *, version: int
+def announce_entitlements_change(
+    customer_id: uuid.UUID, entitlements: list[EntitlementOut], version: int
 ) -> None:
-    """`entitlements.updated` on `customer:{id}`, the same list GET /v1/customer/entitlements
-    returns; `version` is the cache generation, so a client drops an older list."""
+    """Invalidate the cache, then publish the committed list with its version (after commit).
+
+    The cache is only invalidated, not re-warmed: two writers' hooks may run in either order,
+    and a re-warm with this writer's list could land after a newer writer's invalidation. The
+    next reader fills it through a generation ticket instead (app/entitlements/cache.py).
+    A failed invalidation is logged and does not stop the message: the body then lives until
+    its TTL (`CACHE_TTL_SECONDS`), and the streams still get the new list.
+    """
+    try:
+        entitlement_cache().invalidate(customer_id)
+    except redis.RedisError as exc:
+        log.warning(
+            "entitlement cache not invalidated (%s); stale for at most %d s",
+            type(exc).__name__,
+            CACHE_TTL_SECONDS,
+        )
     realtime.publish_entitlements_updated(customer_id, entitlements, version=version)

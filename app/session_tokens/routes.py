@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
+from redis.exceptions import RedisError
 
 from app.api import SECRET_KEY, json_response, operation
-from app.auth import current_merchant, revoke_session_token
+from app.auth import current_merchant, forget_revoked_token, revoke_session_token
 from app.db import db
+from app.errors import ServiceUnavailable
 from app.session_tokens import service
 from app.session_tokens.schemas import (
     RevokedOut,
@@ -44,9 +46,21 @@ def create_session_token(body: SessionTokenCreate) -> ResponseReturnValue:
     auth=SECRET_KEY,
     body=SessionTokenRevoke,
     responses={200: RevokedOut},
+    errors={503: "service_unavailable"},
     tags=["session tokens"],
 )
 def revoke(body: SessionTokenRevoke) -> ResponseReturnValue:
-    revoked = revoke_session_token(current_merchant().organization_id, body.token)
+    row = revoke_session_token(current_merchant().organization_id, body.token)
     db.session.commit()
-    return json_response(RevokedOut(revoked=revoked))
+    if row is None:
+        return json_response(RevokedOut(revoked=False))
+    try:
+        forget_revoked_token(row)
+    except RedisError:
+        # The revocation is committed, but a cached principal could still let the token in
+        # for a few minutes: ask the caller to retry, which re-writes the marker.
+        raise ServiceUnavailable(
+            "The token is revoked but could not yet be evicted from the cache; retry.",
+            headers={"Retry-After": "1"},
+        ) from None
+    return json_response(RevokedOut(revoked=True))

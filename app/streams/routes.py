@@ -18,20 +18,23 @@ from flask.typing import ResponseReturnValue
 from flask_sock import Sock
 from pydantic import Field
 from simple_websocket import ConnectionClosed, Server
+from werkzeug.routing.exceptions import WebsocketMismatch
 from wsproto.events import Ping, TextMessage
 
 from app.api import SESSION_TOKEN, Operation, QueryModel
-from app.auth import CustomerPrincipal, authenticate_customer
+from app.auth import CustomerPrincipal, authenticate_customer, digest, session_token_revoked
 from app.checkout.schemas import CheckoutOut
 from app.db import db
-from app.errors import ApiError, NotFound, Unauthenticated
+from app.errors import PROBLEM_JSON, ApiError, NotFound, Unauthenticated, problem_response
 from app.realtime import RealtimeSettings, Update, realtime_of
+from app.redis_client import get_redis
 from app.streams.service import (
     CLIENT_GONE,
     IDLE,
     PING,
     TERMINAL,
     TOKEN_EXPIRED,
+    TOKEN_REVOKED,
     StatusStream,
     StreamOptions,
     checkout_stream,
@@ -52,6 +55,19 @@ _END_CLOSE_CODES = {
     TERMINAL: (CLOSE_NORMAL, "final status"),
     IDLE: (CLOSE_GOING_AWAY, "idle; reconnect for a fresh snapshot"),
     TOKEN_EXPIRED: (CLOSE_UNAUTHORIZED, "token expired"),
+    TOKEN_REVOKED: (CLOSE_UNAUTHORIZED, "token revoked"),
+}
+
+
+WEBSOCKET_UPGRADE_REQUIRED = "websocket_upgrade_required"
+
+# A plain GET of a websocket route: werkzeug's router refuses it (`WebsocketMismatch`, a 400)
+# before any view runs; it is answered as problem+json with its own code, and documented.
+_UPGRADE_REQUIRED = {
+    400: {
+        "description": f"Not a websocket handshake (`code`: `{WEBSOCKET_UPGRADE_REQUIRED}`)",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 }
 
 
@@ -59,6 +75,22 @@ _END_CLOSE_CODES = {
 def _configure_websockets(state: Any) -> None:
     # Clients only listen; a client that talks cannot make the server buffer much.
     state.app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": 4096})
+
+
+@bp.app_errorhandler(WebsocketMismatch)
+def _websocket_upgrade_required(_error: WebsocketMismatch) -> ResponseReturnValue:
+    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+        # The opposite mismatch: a websocket handshake to a plain HTTP route.
+        return problem_response(
+            400, "bad_request", "Bad request", "This endpoint is not a websocket."
+        )
+    return problem_response(
+        400,
+        WEBSOCKET_UPGRADE_REQUIRED,
+        "Websocket upgrade required",
+        "This endpoint is a websocket: open it with a websocket handshake"
+        " (`Connection: Upgrade`, `Upgrade: websocket`).",
+    )
 
 
 @bp.before_app_request
@@ -97,17 +129,22 @@ def _settings() -> RealtimeSettings:
     return realtime_of(current_app).settings
 
 
-def _authenticate() -> CustomerPrincipal:
-    """The session token from the Authorization header, else from `?token=`."""
+def _authenticate() -> tuple[CustomerPrincipal, Callable[[], bool]]:
+    """The session token from the Authorization header, else from `?token=`.
+
+    Also returns the stream's revocation check: true once the token has been revoked."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     token = credential.strip() if scheme.lower() == "bearer" else ""
     token = token or request.args.get("token", "")
     if not token:
         raise Unauthenticated("Send the session token as a Bearer header or `?token=`.")
     try:
-        return authenticate_customer(token)
+        principal = authenticate_customer(token)
     finally:
         db.session.remove()  # no pooled connection is held for the life of the stream
+    token_hash = digest(token)
+    client = get_redis()
+    return principal, lambda: session_token_revoked(client, token_hash)
 
 
 # --------------------------------------------------------------------------- websocket
@@ -140,12 +177,15 @@ def _send(ws: Server, event: TextMessage | Ping, timeout: float) -> None:
         ws.sock.sendall(data)
 
 
-def _ws_options(ws: Server, principal: CustomerPrincipal) -> StreamOptions:
+def _ws_options(
+    ws: Server, principal: CustomerPrincipal, revoked: Callable[[], bool]
+) -> StreamOptions:
     settings = _settings()
     return StreamOptions(
         ping_seconds=settings.ws_ping_seconds,
         idle_timeout_seconds=settings.idle_timeout_seconds,
         token_expires_at=principal.expires_at,
+        token_revoked=revoked,
         client_gone=lambda: _client_gone(ws),
         # simple-websocket sets this event when the client sends a frame or closes.
         wake=ws.event,
@@ -157,7 +197,7 @@ def _client_gone(ws: Server) -> bool:
     return not ws.connected
 
 
-def _ws_principal(ws: Server) -> CustomerPrincipal | None:
+def _ws_principal(ws: Server) -> tuple[CustomerPrincipal, Callable[[], bool]] | None:
     try:
         return _authenticate()
     except ApiError as exc:
@@ -202,21 +242,26 @@ def _pump(ws: Server, stream: StatusStream) -> None:
             'Text frames `{"type": "checkout.updated", "data": Checkout}`: the current'
             " snapshot first, then each change in `version` order; server pings; closed with"
             " 1000 after a terminal status, 4401 for a bad token or another customer's"
-            " checkout, 1001 after the idle limit." + _TOKEN_NOTE
+            " checkout or once the token is revoked or expires, 1001 after the idle limit."
+            " A request without the websocket handshake answers 400"
+            " `websocket_upgrade_required`." + _TOKEN_NOTE
         ),
         auth=SESSION_TOKEN,
         body=None,
         query=StreamQuery,
         responses={101: None},
         tags=["checkout"],
+        extra_responses=_UPGRADE_REQUIRED,
     )
 )
 def checkout_websocket(ws: Server, checkout_id: str) -> None:
-    principal = _ws_principal(ws)
-    if principal is None:
+    authenticated = _ws_principal(ws)
+    if authenticated is None:
         return
+    principal, revoked = authenticated
     hub = realtime_of(current_app).hub
-    stream = checkout_stream(hub, checkout_id, principal.customer_id, _ws_options(ws, principal))
+    options = _ws_options(ws, principal, revoked)
+    stream = checkout_stream(hub, checkout_id, principal.customer_id, options)
     if stream is None:
         # Another customer's checkout looks exactly like a bad credential: nothing is revealed.
         _close(ws, CLOSE_UNAUTHORIZED, "not_found")
@@ -230,22 +275,27 @@ def checkout_websocket(ws: Server, checkout_id: str) -> None:
         summary="The customer's subscriptions and entitlements over a websocket",
         description=(
             'Text frames `{"type": "subscription.updated" | "entitlements.updated",'
-            ' "data": …}`: every subscription and the current entitlement list first, then'
-            " each change; server pings; 4401 for a bad token." + _TOKEN_NOTE
+            ' "data": …, "version": n}`: every subscription and the current entitlement list'
+            " first, then each change (`version` orders the messages of one subscription, and"
+            " the entitlement lists); server pings; 4401 for a bad token and once the token is"
+            " revoked or expires. A request without the websocket handshake answers 400"
+            " `websocket_upgrade_required`." + _TOKEN_NOTE
         ),
         auth=SESSION_TOKEN,
         body=None,
         query=StreamQuery,
         responses={101: None},
         tags=["customer"],
+        extra_responses=_UPGRADE_REQUIRED,
     )
 )
 def customer_websocket(ws: Server) -> None:
-    principal = _ws_principal(ws)
-    if principal is None:
+    authenticated = _ws_principal(ws)
+    if authenticated is None:
         return
+    principal, revoked = authenticated
     hub = realtime_of(current_app).hub
-    _pump(ws, customer_stream(hub, principal.customer_id, _ws_options(ws, principal)))
+    _pump(ws, customer_stream(hub, principal.customer_id, _ws_options(ws, principal, revoked)))
 
 
 # --------------------------------------------------------------------------- server-sent events
@@ -269,7 +319,8 @@ def _sse(stream: StatusStream) -> Iterator[str]:
         description=(
             "`text/event-stream`: the current snapshot first, then each change, as"
             " `id: <version>` / `event: checkout.updated` / `data: <Checkout>`; a `: ping`"
-            " comment every 15 s; the stream ends after a terminal status." + _TOKEN_NOTE
+            " comment every 15 s; the stream ends after a terminal status, and when the token"
+            " is revoked or expires." + _TOKEN_NOTE
         ),
         auth=SESSION_TOKEN,
         body=None,
@@ -278,19 +329,25 @@ def _sse(stream: StatusStream) -> Iterator[str]:
         tags=["checkout"],
         extra_responses={
             200: {
-                "description": "A stream of `checkout.updated` events carrying Checkout",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": (
+                    "A stream of `checkout.updated` events whose `data` is a Checkout"
+                    " (`#/components/schemas/CheckoutOut`)"
+                ),
+                # No schema: the body is an event stream, not one JSON or string value, and a
+                # validator must not judge each event against one.
+                "content": {"text/event-stream": {}},
             }
         },
     )
 )
 def checkout_event_stream(checkout_id: str) -> ResponseReturnValue:
-    principal = _authenticate()
+    principal, revoked = _authenticate()
     settings = _settings()
     options = StreamOptions(
         ping_seconds=settings.sse_ping_seconds,
         idle_timeout_seconds=settings.idle_timeout_seconds,
         token_expires_at=principal.expires_at,
+        token_revoked=revoked,
     )
     hub = realtime_of(current_app).hub
     stream = checkout_stream(hub, checkout_id, principal.customer_id, options)

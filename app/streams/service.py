@@ -10,8 +10,10 @@ send a keep-alive). The order of operations is what makes it exact:
 4. when the hub reconnected to Redis (messages may have been lost) reload the snapshot.
 
 A checkout stream ends after a terminal status. Every stream ends when its session token
-expires or after `idle_timeout_seconds` without a change. Database connections are taken only
-for a snapshot and released at once: an idle stream holds no pooled connection.
+expires, when it is revoked (checked when the stream wakes with something to send, at most
+once a second, and at every ping), or after `idle_timeout_seconds` without a change. Database
+connections are taken only for a snapshot and released at once: an idle stream holds no pooled
+connection.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-import redis
 from sqlalchemy import select
 
 from app.db import db
@@ -57,8 +58,13 @@ PING: Final = _Ping()
 TERMINAL = "terminal"
 IDLE = "idle"
 TOKEN_EXPIRED = "token_expired"
+TOKEN_REVOKED = "token_revoked"
 CLIENT_GONE = "client_gone"
 NOT_FOUND = "not_found"
+
+
+# How often a busy stream asks Redis whether its token was revoked (an idle one: every ping).
+REVOCATION_CHECK_SECONDS = 1.0
 
 
 def _parse_id(raw: str) -> uuid.UUID | None:
@@ -84,28 +90,18 @@ def load_checkout_snapshot(checkout_id: uuid.UUID, customer_id: uuid.UUID) -> Up
         db.session.remove()  # hand the connection back: the stream may idle for an hour
 
 
-def _entitlements_generation(customer_id: uuid.UUID) -> int | None:
-    """The entitlement cache generation, read BEFORE the list: it versions the snapshot.
-
-    Every committed change bumps the generation and then publishes the list with the new one,
-    so a message whose version is not above the generation read here describes a change the
-    snapshot already contains (app/entitlements/cache.py).
-    """
-    from app.entitlements.service import entitlement_cache
-
-    try:
-        return int(entitlement_cache().lookup(customer_id).ticket.generation)
-    except (redis.RedisError, ValueError):
-        return None  # unversioned: the next message is taken whatever its version
-
-
 def load_customer_snapshot(customer_id: uuid.UUID) -> list[Update]:
-    """Every subscription of the customer, then the entitlement list in force."""
-    from app.entitlements.service import load_entitlements
+    """Every subscription of the customer, then the entitlement list in force.
 
-    generation = _entitlements_generation(customer_id)
+    The entitlements version is read BEFORE the list, in the same session: every change bumps
+    `customers.entitlements_version` in the transaction that makes it, so a message whose
+    version is not above the one read here describes a change the list already contains.
+    """
+    from app.entitlements.service import entitlements_version, load_entitlements
+
     session = db.session()
     try:
+        version = entitlements_version(session, customer_id)
         subscriptions = session.execute(
             select(Subscription)
             .where(Subscription.customer_id == customer_id)
@@ -113,7 +109,7 @@ def load_customer_snapshot(customer_id: uuid.UUID) -> list[Update]:
         ).scalars()
         updates = [parse_update(subscription_message(s)) for s in subscriptions]
         entitlements = load_entitlements(session, customer_id, utcnow())
-        updates.append(parse_update(entitlements_message(entitlements, generation)))
+        updates.append(parse_update(entitlements_message(entitlements, version)))
         return updates
     finally:
         db.session.remove()
@@ -126,6 +122,8 @@ class StreamOptions:
     ping_seconds: float
     idle_timeout_seconds: float
     token_expires_at: datetime | None = None
+    # True once the session token is revoked; checked when the stream wakes and at each ping.
+    token_revoked: Callable[[], bool] = lambda: False
     # True once the client has gone (websocket closed); checked whenever the stream wakes.
     client_gone: Callable[[], bool] = lambda: False
     # An event the connection sets when the client sends or closes, so the stream wakes at once.
@@ -179,8 +177,10 @@ class StatusStream:
             self.close()
 
     def _fresh(self, updates: list[Update]) -> Iterator[Update]:
-        # Oldest first; anything not newer than what the client already has is dropped.
-        for update in sorted(updates, key=lambda u: u.version or 0):
+        # In order (a snapshot's order is the protocol's); anything not newer than what the
+        # client already has for its key is dropped. Versions order one key's messages only
+        # (a subscription's, the entitlement list's), so they are never compared across keys.
+        for update in updates:
             if is_newer(update, self._sent.get(update.key)):
                 self._sent[update.key] = update
                 yield update
@@ -193,7 +193,16 @@ class StatusStream:
         if options.token_expires_at is not None:
             token_deadline = now + (options.token_expires_at - utcnow()).total_seconds()
         pending = snapshot
+        revocation_checked = now
         while True:
+            now = time.monotonic()
+            # Woken with something to send: is the token still good? (At most once a second;
+            # the snapshot right after authentication needs no check.)
+            if pending and now >= revocation_checked + REVOCATION_CHECK_SECONDS:
+                revocation_checked = now
+                if options.token_revoked():
+                    self.end_reason = TOKEN_REVOKED
+                    return
             for update in self._fresh(pending):
                 yield update
                 last_frame = idle_since = time.monotonic()
@@ -211,6 +220,11 @@ class StatusStream:
                 self.end_reason = IDLE
                 return
             if now >= last_frame + options.ping_seconds:
+                # An idle stream learns of a revocation at its next ping at the latest.
+                revocation_checked = now
+                if options.token_revoked():
+                    self.end_reason = TOKEN_REVOKED
+                    return
                 yield PING
                 last_frame = now = time.monotonic()
             wait = min(

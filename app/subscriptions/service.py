@@ -12,17 +12,24 @@ prorates it; its `customer.subscription.updated` moves our row to the new price.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import stripe
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import stripe_sync
 from app.auth import CustomerPrincipal
+from app.catalog.mirror import ensure_stripe_price
 from app.catalog.service import PriceNotFound, get_active_price
-from app.entitlements.service import recompute_entitlements
+from app.checkout.payments import ensure_stripe_customer
+from app.checkout.service import AlreadySubscribed
+from app.db import db
 from app.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from app.stripe_gateway import (
     InvalidStripeRequest,
@@ -31,8 +38,12 @@ from app.stripe_gateway import (
     TransientStripeError,
     get_gateway,
 )
-from models import Customer, Product, ProductPrice, Subscription
+from models import CheckoutSession, Customer, Subscription
+from models.base import utcnow
+from models.checkout import OPEN, PENDING, PROCESSING, REQUIRES_ACTION
 from models.subscription import LIVE_STATUSES
+
+log = logging.getLogger(__name__)
 
 # Statuses Stripe never leaves: nothing left to cancel.
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
@@ -41,11 +52,6 @@ ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 class SubscriptionNotFound(NotFound):
     code = "subscription_not_found"
     title = "Subscription not found"
-
-
-class AlreadySubscribed(Conflict):
-    code = "already_subscribed"
-    title = "Already subscribed"
 
 
 class PaymentRequired(ApiError):
@@ -153,65 +159,171 @@ def _had_trial(session: Session, customer_id: uuid.UUID, product_id: uuid.UUID) 
     )
 
 
-def _ensure_stripe_customer(gateway: StripeGateway, customer: Customer) -> str:
-    if customer.stripe_customer_id is None:
-        customer.stripe_customer_id = gateway.ensure_customer(
-            customer_id=customer.id,
-            organization_id=customer.organization_id,
-            external_id=customer.external_id,
-            email=customer.email,
-            name=customer.name,
+# A direct subscription's row is made before Stripe's object and waits, `incomplete` and without
+# a Stripe id, for Stripe's answer. A retry within this window reuses it (and so its idempotency
+# key: Stripe answers with the subscription it already made); an older one is past Stripe's 24 h
+# idempotency window and is expired instead.
+PENDING_REUSE_WINDOW = timedelta(hours=23)
+# A checkout of the product in one of these may still make it live: no direct subscription then.
+UNFINISHED_CHECKOUT_STATUSES = (PENDING, OPEN, PROCESSING, REQUIRES_ACTION)
+
+CHECKOUT_IN_PROGRESS_DETAIL = (
+    "A checkout of this product is in progress for the customer; finish or abandon it first."
+)
+
+
+@dataclass(frozen=True)
+class _DirectPrice:
+    id: uuid.UUID
+    product_id: uuid.UUID
+    is_free: bool
+    trial_period_days: int | None
+
+
+def _refuse_if_not_allowed(session: Session, customer_id: uuid.UUID, price: _DirectPrice) -> None:
+    """409/402 for what must not be subscribed directly right now."""
+    if live_subscription(session, customer_id, price.product_id) is not None:
+        raise AlreadySubscribed(UPGRADE_DETAIL)
+    if _checkout_in_progress(session, customer_id, price.product_id):
+        raise AlreadySubscribed(CHECKOUT_IN_PROGRESS_DETAIL)
+    if not price.is_free and _had_trial(session, customer_id, price.product_id):
+        raise PaymentRequired(
+            "The trial of this product was already used: subscribe through a checkout "
+            "(POST /v1/checkout/create)."
         )
-    return customer.stripe_customer_id
 
 
-def _ensure_stripe_price(session: Session, gateway: StripeGateway, price: ProductPrice) -> str:
-    """The price's Stripe id, mirroring the product and price now if the catalog task has not.
+def _checkout_in_progress(session: Session, customer_id: uuid.UUID, product_id: uuid.UUID) -> bool:
+    # A pending/open checkout past `expires_at` can no longer be paid (the sweeper has not
+    # reached it yet); a processing one may still succeed, whatever the clock says.
+    now = utcnow()
+    found = session.execute(
+        select(CheckoutSession.id)
+        .where(
+            CheckoutSession.customer_id == customer_id,
+            CheckoutSession.product_id == product_id,
+            CheckoutSession.status.in_(UNFINISHED_CHECKOUT_STATUSES),
+            or_(
+                CheckoutSession.status.in_((PROCESSING, REQUIRES_ACTION)),
+                CheckoutSession.expires_at > now,
+            ),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
-    The idempotency keys are the catalog mirror's own (`product:{id}:mirror`,
-    `price:{id}:mirror`), so the background mirror and this one make the same Stripe objects.
+
+def _pending_direct_rows(customer_id: uuid.UUID, price_id: uuid.UUID) -> Any:
+    return (
+        select(Subscription)
+        .where(
+            Subscription.customer_id == customer_id,
+            Subscription.price_id == price_id,
+            Subscription.status == "incomplete",
+            Subscription.stripe_subscription_id.is_(None),
+            Subscription.checkout_session_id.is_(None),
+        )
+        .order_by(Subscription.created_at.desc())
+    )
+
+
+def _claim_direct_row(principal: CustomerPrincipal, price: _DirectPrice) -> uuid.UUID:
+    """Our row for the attempt, committed before Stripe is called; its id keys the Stripe call.
+
+    The customer row is locked only for this short transaction (no network inside it), so two
+    concurrent attempts serialize here: the second finds the first's pending row and reuses it
+    — the same key, so Stripe makes one subscription for both.
     """
-    if price.stripe_price_id is not None:
-        return price.stripe_price_id
-    price = session.execute(
-        select(ProductPrice)
-        .where(ProductPrice.id == price.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
-    if price.stripe_price_id is not None:
-        return price.stripe_price_id
-    product = session.execute(
-        select(Product).where(Product.id == price.product_id).with_for_update()
-    ).scalar_one()
-    if product.stripe_product_id is None:
-        product.stripe_product_id = gateway.create_product(
-            product_id=product.id,
-            organization_id=product.organization_id,
-            name=product.name,
-            description=product.description,
-        ).id
-    price.stripe_price_id = gateway.create_price(
-        price_id=price.id,
-        organization_id=price.organization_id,
-        stripe_product_id=product.stripe_product_id,
-        amount=price.amount,
-        currency=price.currency,
-        interval=price.interval,
-    ).id
-    return price.stripe_price_id
+    with db.transaction() as session:
+        session.execute(
+            select(Customer.id).where(Customer.id == principal.customer_id).with_for_update()
+        )
+        _refuse_if_not_allowed(session, principal.customer_id, price)
+        now = utcnow()
+        reusable: Subscription | None = None
+        for row in session.execute(
+            _pending_direct_rows(principal.customer_id, price.id).with_for_update()
+        ).scalars():
+            if reusable is None and row.created_at > now - PENDING_REUSE_WINDOW:
+                reusable = row
+            else:
+                row.status = "incomplete_expired"
+                row.ended_at = now
+        if reusable is None:
+            reusable = Subscription(
+                organization_id=principal.organization_id,
+                customer_id=principal.customer_id,
+                product_id=price.product_id,
+                price_id=price.id,
+                status="incomplete",
+            )
+            session.add(reusable)
+            session.flush()
+        return reusable.id
 
 
-def create_direct_subscription(
-    session: Session, principal: CustomerPrincipal, raw_price_id: str
+def _abandon_direct_row(subscription_id: uuid.UUID) -> None:
+    """Stripe refused to make the subscription: our row ends, and blocks nothing."""
+    with db.transaction() as session:
+        row = session.execute(
+            select(Subscription)
+            .where(Subscription.id == subscription_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        if row.stripe_subscription_id is None and row.status == "incomplete":
+            row.status = "incomplete_expired"
+            row.ended_at = utcnow()
+
+
+def _record_direct_subscription(
+    subscription_id: uuid.UUID, stripe_subscription: stripe.Subscription
 ) -> Subscription:
+    """Link our row to Stripe's object and apply its state (entitlements follow)."""
+    with db.transaction() as session:
+        row = session.execute(
+            select(Subscription)
+            .where(Subscription.id == subscription_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        if row.stripe_subscription_id is None:
+            row.stripe_subscription_id = stripe_subscription.id
+            session.flush()
+        # `apply_subscription` recomputes the entitlements when the row changed.
+        applied = stripe_sync.apply_subscription(session, stripe_subscription)
+        assert applied is row
+        session.flush()
+        session.refresh(row)  # everything loaded: the caller serializes it after the commit
+    return row
+
+
+def create_direct_subscription(principal: CustomerPrincipal, raw_price_id: str) -> Subscription:
     """Subscribe the customer to a free price, or start a card-less trial, with no checkout.
 
     Anything that owes money today (a paid price without a trial, a one-time price, a second
-    trial of the same product) needs a checkout: 402 `payment_required`.
+    trial of the same product) needs a checkout: 402 `payment_required`. A live subscription
+    to the product, or a checkout of it in progress, is 409 `already_subscribed`.
+
+    It manages its own transactions, and holds no row lock while Stripe is called:
+
+    1. the checks, unlocked (a refused request makes nothing in Stripe);
+    2. the Stripe customer and price, made if missing (the checkout's and catalog's helpers,
+       their own idempotency keys);
+    3. our `incomplete` row, committed after the checks are repeated under the customer's lock;
+    4. Stripe's subscription, keyed `subscription:{row id}:create` — derived from our id only,
+       so a retry (which reuses the row) gets the same subscription back and two prices or two
+       customers can never collide;
+    5. Stripe's answer applied to the row.
     """
-    price = get_active_price(principal.organization_id, _parse_price_id(raw_price_id))
-    if not price.is_recurring:
+    found = get_active_price(principal.organization_id, _parse_price_id(raw_price_id))
+    price = _DirectPrice(
+        id=found.id,
+        product_id=found.product_id,
+        is_free=found.is_free,
+        trial_period_days=found.trial_period_days,
+    )
+    if not found.is_recurring:
         raise PaymentRequired(
             "A one-time price is paid through a checkout (POST /v1/checkout/create)."
         )
@@ -220,71 +332,54 @@ def create_direct_subscription(
             "This price is charged when the subscription starts: subscribe through a checkout "
             "(POST /v1/checkout/create)."
         )
-    # One direct subscription attempt at a time per customer: the existence check, the Stripe
-    # call and the insert must not interleave with a concurrent one.
-    customer = session.execute(
-        select(Customer).where(Customer.id == principal.customer_id).with_for_update()
-    ).scalar_one()
-    if live_subscription(session, customer.id, price.product_id) is not None:
-        raise AlreadySubscribed(UPGRADE_DETAIL)
-    if not price.is_free and _had_trial(session, customer.id, price.product_id):
-        raise PaymentRequired(
-            "The trial of this product was already used: subscribe through a checkout "
-            "(POST /v1/checkout/create)."
-        )
-    # The n-th subscription of this customer to this product: a retried request (or one whose
-    # answer was lost) sends the same key and gets Stripe's first subscription back.
-    attempt = (
-        session.execute(
-            select(func.count())
-            .select_from(Subscription)
-            .where(
-                Subscription.customer_id == customer.id,
-                Subscription.product_id == price.product_id,
-            )
-        ).scalar_one()
-        + 1
-    )
-    idempotency_key = f"customer:{customer.id}:product:{price.product_id}:subscribe:{attempt}"
+    _refuse_if_not_allowed(db.session(), principal.customer_id, price)
+    db.session.remove()  # no connection held across the Stripe calls below
+
+    try:
+        stripe_customer_id = ensure_stripe_customer(principal.customer_id)
+        stripe_price_id = ensure_stripe_price(price.id)
+    except StripeGatewayError as error:
+        raise stripe_failure(error) from None
+
+    subscription_id = _claim_direct_row(principal, price)
+    idempotency_key = f"subscription:{subscription_id}:create"
     gateway = get_gateway()
     try:
         stripe_subscription = gateway.create_direct_subscription(
             idempotency_key=idempotency_key,
-            organization_id=customer.organization_id,
-            customer_id=customer.id,
+            organization_id=principal.organization_id,
+            customer_id=principal.customer_id,
             price_id=price.id,
-            stripe_customer_id=_ensure_stripe_customer(gateway, customer),
-            stripe_price_id=_ensure_stripe_price(session, gateway, price),
+            stripe_customer_id=stripe_customer_id,
+            stripe_price_id=stripe_price_id,
             trial_period_days=None if price.is_free else price.trial_period_days,
+            subscription_id=subscription_id,
         )
+    except TransientStripeError as error:
+        # Stripe may have made it: the row stays `incomplete` (it blocks nothing) and the
+        # client's retry reuses it, so the same key returns that subscription.
+        raise stripe_failure(error) from None
     except StripeGatewayError as error:
+        # Stripe made nothing: end the row so no orphan lingers.
+        _abandon_direct_row(subscription_id)
         raise stripe_failure(error) from None
 
     try:
-        with session.begin_nested():
-            session.add(
-                Subscription(
-                    organization_id=customer.organization_id,
-                    customer_id=customer.id,
-                    product_id=price.product_id,
-                    price_id=price.id,
-                    stripe_subscription_id=stripe_subscription.id,
-                    status=stripe_subscription.status,
-                )
-            )
+        return _record_direct_subscription(subscription_id, stripe_subscription)
     except IntegrityError:
-        # A checkout made the product live for this customer meanwhile: undo ours in Stripe.
-        _cancel_orphan(gateway, stripe_subscription.id, idempotency_key)
+        # A checkout made the product live for this customer meanwhile (the one-live-per-
+        # product index): undo ours in Stripe and record that.
+        log.info("direct subscription %s lost to a checkout; canceling it", subscription_id)
+        canceled = _cancel_orphan(gateway, stripe_subscription.id, idempotency_key)
+        _record_direct_subscription(subscription_id, canceled)
         raise AlreadySubscribed(UPGRADE_DETAIL) from None
-    subscription = stripe_sync.apply_subscription(session, stripe_subscription)
-    assert subscription is not None  # the row was just inserted
-    recompute_entitlements(session, customer.id)
-    return subscription
 
 
-def _cancel_orphan(gateway: StripeGateway, stripe_subscription_id: str, key: str) -> None:
+def _cancel_orphan(
+    gateway: StripeGateway, stripe_subscription_id: str, key: str
+) -> stripe.Subscription:
     try:
-        gateway.cancel_subscription(stripe_subscription_id, idempotency_key=f"{key}:undo")
+        return gateway.cancel_subscription(stripe_subscription_id, idempotency_key=f"{key}:undo")
     except StripeGatewayError as error:
         raise stripe_failure(error) from None
 

@@ -54,10 +54,14 @@ def receive_stripe_webhook() -> ResponseReturnValue:
     payload = request.get_data(cache=False)
     secret = settings_of(current_app).stripe_webhook_secret
     event = service.verify_event(payload, request.headers.get("Stripe-Signature"), secret)
+    assert db.engine is not None
     try:
-        stored = service.store_event(db.session(), event, payload)
-        db.session.commit()
+        # A connection of its own rather than the ORM session: this path does one statement.
+        with db.engine.begin() as connection:
+            stored = service.store_event(connection, event, payload)
     except SQLAlchemyError:
-        db.session.rollback()
         raise service.EventNotStored("The event could not be stored; retry later.") from None
+    # Committed above; only now may a worker be told about the row.
+    if stored and service.is_handled(event):
+        service.enqueue_processing(event["id"])
     return json_response({"received": True, "stored": stored})

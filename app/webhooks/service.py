@@ -24,9 +24,7 @@ from typing import Any
 from typing import cast as cast_type
 
 import stripe
-from sqlalchemy import Table, Text, cast, delete, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Table, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import db
@@ -150,39 +148,64 @@ def _is_event_envelope(event: Any) -> bool:
     )
 
 
-def store_event(session: Session, event: dict[str, Any], raw_payload: bytes) -> bool:
+# The request path's one statement. Plain SQL, compiled once: at a thousand events a second the
+# cost of building and caching an ORM/Core construct per request is visible next to the insert.
+_STORE_EVENT = text(
+    "INSERT INTO stripe_events (id, stripe_event_id, type, api_version, livemode, object_id,"
+    " event_created_at, payload, status, attempts, received_at, created_at, updated_at)"
+    " VALUES (:id, :stripe_event_id, :type, :api_version, :livemode, :object_id,"
+    " :event_created_at, CAST(:payload AS jsonb), :status, 0, now(), now(), now())"
+    " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+)
+
+
+def store_event(connection: Connection, event: dict[str, Any], raw_payload: bytes) -> bool:
     """Insert `event` into the inbox; True when it is new, False for a redelivery.
 
     One `INSERT … ON CONFLICT DO NOTHING RETURNING id`: the unique Stripe event id decides,
     race-free, which of several concurrent deliveries is the first. Events of types we do not
     handle are stored as `ignored` (an audit trail) and never enqueued. The payload goes in as
-    the raw text cast to jsonb, so it is not re-serialized in Python.
+    the raw text cast to jsonb, so it is not re-serialized in Python. The caller commits, then
+    calls `enqueue_processing` when this returned True and `is_handled(event)`.
     """
-    handled = event["type"] in HANDLED_EVENT_TYPES
     obj = event["data"]["object"]
     object_id = obj.get("id")
     created = event.get("created")
-    statement = (
-        pg_insert(_INBOX)
-        .values(
-            stripe_event_id=event["id"],
-            type=event["type"][:100],
-            api_version=event.get("api_version"),
-            livemode=bool(event.get("livemode")),
-            object_id=object_id if isinstance(object_id, str) else None,
-            event_created_at=(
+    row = connection.execute(
+        _STORE_EVENT,
+        {
+            "id": uuid.uuid4(),
+            "stripe_event_id": event["id"],
+            "type": event["type"][:100],
+            "api_version": event.get("api_version"),
+            "livemode": bool(event.get("livemode")),
+            "object_id": object_id if isinstance(object_id, str) else None,
+            "event_created_at": (
                 datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
             ),
-            payload=cast(literal(raw_payload.decode("utf-8"), Text), JSONB),
-            status=PENDING if handled else IGNORED,
-        )
-        .on_conflict_do_nothing(index_elements=[_INBOX.c.stripe_event_id])
-        .returning(_INBOX.c.id)
-    )
-    inserted = session.execute(statement).scalar_one_or_none() is not None
-    if inserted and handled:
-        enqueue_after_commit(session, PROCESS_EVENT_TASK, event["id"])
-    return inserted
+            "payload": raw_payload.decode("utf-8"),
+            "status": PENDING if is_handled(event) else IGNORED,
+        },
+    ).first()
+    return row is not None
+
+
+def is_handled(event: dict[str, Any]) -> bool:
+    return event["type"] in HANDLED_EVENT_TYPES
+
+
+def enqueue_processing(stripe_event_id: str) -> None:
+    """Send `stripe.process_event` for a stored event; call only after the insert committed.
+
+    If the broker is unreachable the event stays `pending` in the inbox and the sweeper
+    (`maintenance.requeue_unprocessed_events`) sends it later, so Stripe still gets its 200.
+    """
+    from celery import current_app as celery_app
+
+    try:
+        celery_app.send_task(PROCESS_EVENT_TASK, args=(stripe_event_id,))
+    except Exception:
+        log.warning("could not enqueue %s; the sweeper will", stripe_event_id, exc_info=True)
 
 
 # ---------------------------------------------------------------------------- processing

@@ -13,6 +13,7 @@ from app.entitlements.cache import body_key, generation_key
 from app.entitlements.service import (
     _encode,
     entitlement_cache,
+    entitlements_version,
     load_entitlements,
     recompute_entitlements,
 )
@@ -165,17 +166,17 @@ class TestRealtime:
         self, buyer, catalog, redis_client
     ):
         subscription = _grant(buyer, catalog.monthly)
-        generation = int(redis_client.get(generation_key(buyer.customer_id)))
+        version = entitlements_version(db.session(), buyer.customer_id)
         pubsub = redis_client.pubsub()
         pubsub.subscribe(f"customer:{buyer.customer_id}")
         pubsub.get_message(timeout=2)
         assert recompute_entitlements(db.session(), buyer.customer_id) is False
         db.session.commit()
-        # The next message is the next real change, one generation later: the no-op
-        # recompute neither published nor invalidated.
+        # The next message is the next real change, one version later (the customer's
+        # Postgres counter): the no-op recompute neither published nor bumped it.
         _revoke(buyer, subscription)
         message = _next_entitlements_message(pubsub)
-        assert (message["data"], message["version"]) == ([], generation + 1)
+        assert (message["data"], message["version"]) == ([], version + 1)
         pubsub.close()
 
 
@@ -188,3 +189,37 @@ def _next_entitlements_message(pubsub) -> dict:
             if payload["type"] == "entitlements.updated":
                 return payload
     raise AssertionError("no entitlements.updated message")
+
+
+class TestInvalidationFailure:
+    def test_the_list_is_still_published_and_the_cache_lives_briefly(
+        self, client, buyer, catalog, redis_client, monkeypatch
+    ):
+        import redis as redis_lib
+
+        from app.entitlements.cache import CACHE_TTL_SECONDS, EntitlementCache
+
+        subscription = _grant(buyer, catalog.monthly)
+        assert len(entitlement_keys(client, buyer)) == 2  # cached now
+        assert 0 < redis_client.pttl(body_key(buyer.customer_id)) <= CACHE_TTL_SECONDS * 1000
+        assert CACHE_TTL_SECONDS <= 60
+
+        def unreachable(self, customer_id):
+            raise redis_lib.ConnectionError("Redis went away")
+
+        monkeypatch.setattr(EntitlementCache, "invalidate", unreachable)
+        pubsub = redis_client.pubsub()
+        pubsub.subscribe(f"customer:{buyer.customer_id}")
+        pubsub.get_message(timeout=2)
+        _revoke(buyer, subscription)
+        # The streams still hear of it, with the Postgres version...
+        message = _next_entitlements_message(pubsub)
+        assert message["data"] == []
+        assert message["version"] == 2
+        pubsub.close()
+
+    def test_the_documentation_does_not_promise_more_than_the_cache_keeps(self, client):
+        spec = client.get("/openapi.json").get_json()
+        description = spec["paths"]["/v1/customer/entitlements"]["get"]["description"]
+        assert "never served after its revocation" not in description
+        assert "at most" in description

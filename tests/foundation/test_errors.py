@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from flask import Blueprint
 
@@ -77,3 +79,55 @@ def test_unexpected_exception_is_a_500_problem_without_details(database_url, cap
     text = response.get_data(as_text=True)
     assert "SELECT" not in text and "bos_sk_test_leak" not in text and "Traceback" not in text
     assert body["detail"] == "The server failed to handle the request."
+    assert "unhandled error" in caplog.text
+
+
+def test_nul_characters_in_a_body_are_422_not_a_database_error(client, merchant):
+    response = client.post(
+        "/v1/session-tokens",
+        json={"customer": {"external_id": "user\u0000x"}},
+        headers=merchant.headers,
+    )
+    body = _assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["body", "customer", "external_id"]
+
+
+def test_nul_characters_in_a_query_are_422(client, merchant):
+    response = client.get("/v1/products?include_archived=tr%00ue", headers=merchant.headers)
+    _assert_problem(response, 422, "validation_error")
+
+
+def test_nul_characters_in_a_path_are_404(client, merchant):
+    _assert_problem(client.get("/v1/customers/ab%00c", headers=merchant.headers), 404, "not_found")
+
+
+def test_deeply_nested_json_is_400(client, merchant):
+    response = client.post(
+        "/v1/products",
+        data="[" * 100_000,
+        content_type="application/json",
+        headers=merchant.headers,
+    )
+    _assert_problem(response, 400, "invalid_json")
+
+
+def test_overlong_url_is_414_problem(client):
+    _assert_problem(client.get("/healthz?x=" + "a" * 9000), 414, "uri_too_long")
+
+
+def test_secrets_in_exception_texts_are_redacted_in_logs():
+    import logging
+
+    from app.logging_setup import RedactingFilter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(RedactingFilter())
+    try:
+        raise ValueError("INSERT … client_secret pi_123_secret_abc token bos_st_SECRETTOKEN")
+    except ValueError:
+        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    assert handler.filter(record)
+    text = handler.format(record)
+    assert "Traceback" in text
+    assert "pi_123_secret_abc" not in text and "bos_st_SECRETTOKEN" not in text

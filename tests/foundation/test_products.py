@@ -138,3 +138,20 @@ class TestListAndArchive:
         response = client.get(f"/v1/products?{query}", headers=merchant.headers)
         assert response.status_code == 422
         assert response.get_json()["errors"][0]["loc"][0] == "query"
+
+
+def test_another_organizations_id_as_cursor_behaves_like_an_unknown_one(client, merchant):
+    from tests.factories import make_merchant, make_product
+
+    client.post("/v1/products", json=VALID, headers=merchant.headers)
+    foreign = make_product(make_merchant("Other"))
+    page = client.get(f"/v1/products?starting_after={foreign.id}", headers=merchant.headers)
+    assert page.get_json() == {"data": [], "has_more": False}
+
+
+def test_timestamps_are_utc_whatever_the_server_time_zone(app_context):
+    from sqlalchemy import text
+
+    from app.db import db
+
+    assert db.session.execute(text("SHOW timezone")).scalar() == "UTC"

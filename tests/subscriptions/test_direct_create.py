@@ -34,14 +34,16 @@ class TestFreePlan:
         assert body["cancel_at_period_end"] is False
         assert entitlement_keys(client, buyer) == [("basic", "subscription")]
 
-        # It exists in Stripe, made for this customer, with our metadata and a stable key.
+        # It exists in Stripe, made for this customer, with our metadata and a key derived
+        # from our own row's id.
         [request] = _subscription_creates(stripe_emulator)
-        assert request["idempotency_key"].startswith(f"customer:{buyer.customer_id}:product:")
+        assert request["idempotency_key"] == f"subscription:{body['id']}:create"
         stripe_subscription = stripe_emulator.client().v1.subscriptions.retrieve(
             _only_subscription_id(stripe_emulator)
         )
         assert stripe_subscription.status == "active"
         assert stripe_subscription.metadata["billingos_customer_id"] == str(buyer.customer_id)
+        assert stripe_subscription.metadata["billingos_subscription_id"] == body["id"]
         customer = db.session.get(Customer, buyer.customer_id)
         assert stripe_subscription.customer == customer.stripe_customer_id
 
