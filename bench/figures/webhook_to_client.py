@@ -36,7 +36,9 @@ def measure(ctx: BenchContext) -> list[Figure]:
 
 def _measure(ctx: BenchContext) -> Figure:
     samples = min(200, max(10, ctx.durations.samples // 10))
-    checkouts = ctx.create_open_checkouts(samples, with_payment_intent=True)
+    # One more checkout than measured: the first event warms the freshly started worker
+    # (imports, connection pools) and is not counted — the figure is the steady state.
+    checkouts = ctx.create_open_checkouts(samples + 1, with_payment_intent=True)
     ctx.start_workers()
     paths = [f"/v1/checkout/{c['checkout_id']}/ws?token={c['token']}" for c in checkouts]
     clients = WsClients(
@@ -71,10 +73,11 @@ def _measure(ctx: BenchContext) -> Figure:
                 timeout=10,
             )
             if record is None:
-                if not latencies:
+                if not latencies and index > 0:
                     raise FeatureMissing("no websocket said `succeeded` within 10 s of the event")
                 continue
-            latencies.append((record["t"] - t0) / 1e6)
+            if index > 0:
+                latencies.append((record["t"] - t0) / 1e6)
             time.sleep(0.02)
         conn.close()
     finally:
