@@ -160,10 +160,7 @@ def cancel_subscription(
     tags=["billing portal"],
 )
 def create_portal_session(body: PortalSessionCreate) -> ResponseReturnValue:
-    principal = current_customer()
-    _rate_limit(PORTAL_RATE_LIMIT, principal)
-    portal = service.create_portal_session(db.session(), principal, body.return_url)
-    return json_response(portal, 201)
+    return _open_portal(body.return_url)
 
 
 @bp.get("/v1/portal-session")
@@ -177,9 +174,13 @@ def create_portal_session(body: PortalSessionCreate) -> ResponseReturnValue:
     tags=["billing portal"],
 )
 def get_portal_session(query: PortalSessionQuery) -> ResponseReturnValue:
+    return _open_portal(query.return_url)
+
+
+def _open_portal(return_url: str | None) -> ResponseReturnValue:
     principal = current_customer()
     _rate_limit(PORTAL_RATE_LIMIT, principal)
-    portal = service.create_portal_session(db.session(), principal, query.return_url)
+    portal = service.create_portal_session(db.session(), principal, return_url)
     return json_response(portal, 201)
 
 
