@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+# Procfile commands (gunicorn, celery, python) come from the virtualenv.
+export PATH="$PWD/.venv/bin:$PATH"
 export PORT="${PORT:-5000}"
 export FLOWER_PORT="${FLOWER_PORT:-5555}"
 export PYTHONPATH="$PWD"
