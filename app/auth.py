@@ -284,14 +284,13 @@ def forget_revoked_token(row: SessionToken) -> None:
         )
 
 
-def session_token_revoked(client: Redis, token_hash: str) -> bool:
-    """Whether the token with this digest is known to be revoked (its tombstone is cached).
+def revoked_token_hashes(client: Redis, token_hashes: list[str]) -> set[str]:
+    """Which of these token digests carry a revocation tombstone, in one Redis MGET.
 
-    For long-lived streams, which re-check their token while they run: one Redis GET with a
-    client taken when the stream opened (a stream's body runs outside the app context). Redis
-    unreachable → not known to be revoked; the stream still ends when the token expires.
+    For long-lived streams, which re-check their tokens while they run (a broadcast wakes
+    thousands at once, so they are checked together). The client is the one taken when the
+    stream opened: a stream's body runs outside the app context. Raises RedisError; callers
+    treat an unreachable Redis as "not known to be revoked" — the stream still ends at expiry.
     """
-    try:
-        return bool(client.get(_token_cache_key(token_hash)) == _REVOKED)
-    except RedisError:
-        return False
+    values = client.mget([_token_cache_key(h) for h in token_hashes])
+    return {h for h, v in zip(token_hashes, values, strict=True) if v == _REVOKED}

@@ -47,6 +47,7 @@ _STANDARD_ERRORS = {
     404: "Not found",
     405: "Method not allowed",
     413: "Body over 1 MiB",
+    414: "URL over 8 KiB",
     415: "Body is not JSON",
     422: "Validation error",
     429: "Rate limited",
@@ -129,7 +130,7 @@ def _operation(
         doc["responses"][str(status)] = entry
     for status, extra in op.extra_responses.items():
         doc["responses"][str(status)] = extra
-    standard = {400, 404, 405, 413, 500} if op.body is not None else {404, 405, 500}
+    standard = {400, 404, 405, 413, 414, 500} if op.body is not None else {404, 405, 414, 500}
     if op.body is not None:
         standard |= {415, 422}
     if op.query is not None:

@@ -56,6 +56,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -307,9 +308,36 @@ class Update:
     # Conflation key: a newer update with the same key replaces an unsent older one.
     key: str
     version: int | None
-    frame: str  # the websocket text frame
-    data_json: str  # the SSE `data:` line
+    frame: str  # the websocket text message
     status: str | None = None  # a checkout's status
+
+    # The wire forms are derived on first use and then shared by every client of the update
+    # (`cached_property` stores into the instance, which a frozen dataclass allows). A client's
+    # own snapshot builds only the one its stream needs, and is freed once sent.
+
+    @cached_property
+    def data_json(self) -> str:
+        """The SSE `data:` line: the message's `data`, compact."""
+        return json.dumps(json.loads(self.frame)["data"], separators=(",", ":"))
+
+    @cached_property
+    def ws_frame(self) -> bytes:
+        """`frame` as one complete websocket frame: a broadcast then costs each client one
+        socket write, not a framing."""
+        return websocket_text_frame(self.frame)
+
+
+def websocket_text_frame(text: str) -> bytes:
+    """One final text frame as a server sends it (no mask, no extension)."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + payload
 
 
 def parse_update(raw: bytes | str) -> Update:
@@ -325,8 +353,7 @@ def parse_update(raw: bytes | str) -> Update:
         key = f"subscription:{data['id']}"
     else:
         key = message_type
-    data_json = json.dumps(data, separators=(",", ":"))
-    return Update(message_type, key, version, text, data_json, status)
+    return Update(message_type, key, version, text, status)
 
 
 def is_newer(update: Update, than: Update | None) -> bool:
@@ -344,13 +371,15 @@ class Watcher:
     """
 
     MAX_KEYS = 64
+    # One lock for every watcher of the process rather than one each (thousands of idle
+    # clients): it guards a few dict operations, never held across a wait.
+    _lock = threading.Lock()
 
     def __init__(self, channel: str, wake: threading.Event | None = None) -> None:
         self.channel = channel
         self._wake = wake or threading.Event()
         self._pending: dict[str, Update] = {}
         self._resync = False
-        self._lock = threading.Lock()
 
     def deliver(self, update: Update) -> None:
         with self._lock:

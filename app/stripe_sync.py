@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -145,14 +145,38 @@ def _recompute_entitlements(session: Session, customer_id: uuid.UUID) -> None:
 # --------------------------------------------------------------------------- payment intents
 
 
+def _lock_checkout_naming(column: Any) -> Any:
+    return (
+        select(CheckoutSession)
+        .where(column == bindparam("intent_id"))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+# Built once per column: on the webhook hot path, building a statement costs CPU too.
+_LOCK_CHECKOUT_NAMING = {
+    column.key: _lock_checkout_naming(column)
+    for column in (CheckoutSession.stripe_payment_intent_id, CheckoutSession.stripe_setup_intent_id)
+}
+_LOCK_PAYMENT_ROW = (
+    select(PaymentIntent)
+    .where(PaymentIntent.stripe_payment_intent_id == bindparam("stripe_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def _checkout_of_intent(session: Session, column: Any, intent: Data) -> CheckoutSession | None:
-    checkout_id = session.execute(
-        select(CheckoutSession.id).where(column == intent["id"])
+    # Found and locked in one statement when the checkout already names the intent (the
+    # common case); under READ COMMITTED Postgres re-checks the condition on the locked row.
+    checkout = session.execute(
+        _LOCK_CHECKOUT_NAMING[column.key], {"intent_id": intent["id"]}
     ).scalar_one_or_none()
-    if checkout_id is None:
-        # A webhook may beat the task that records the intent on the checkout.
-        checkout_id = _uuid(_metadata(intent).get(CHECKOUT_METADATA))
-    checkout = _lock_checkout(session, checkout_id)
+    if checkout is not None:
+        return checkout
+    # A webhook may beat the task that records the intent on the checkout.
+    checkout = _lock_checkout(session, _uuid(_metadata(intent).get(CHECKOUT_METADATA)))
     if checkout is None:
         return None
     recorded = getattr(checkout, column.key)
@@ -168,13 +192,7 @@ def _lock_payment_row(
     invoice_id: str | None,
 ) -> PaymentIntent | None:
     stripe_id = payment_intent["id"]
-    stmt = (
-        select(PaymentIntent)
-        .where(PaymentIntent.stripe_payment_intent_id == stripe_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    row = session.execute(stmt).scalar_one_or_none()
+    row = session.execute(_LOCK_PAYMENT_ROW, {"stripe_id": stripe_id}).scalar_one_or_none()
     if row is not None:
         return row
     if checkout is not None:
@@ -203,7 +221,7 @@ def _lock_payment_row(
         )
         .on_conflict_do_nothing(index_elements=[PaymentIntent.stripe_payment_intent_id])
     )
-    return session.execute(stmt).scalar_one()
+    return session.execute(_LOCK_PAYMENT_ROW, {"stripe_id": stripe_id}).scalar_one()
 
 
 def _update_payment_row(row: PaymentIntent, payment_intent: Data) -> bool:

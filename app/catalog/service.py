@@ -132,7 +132,11 @@ def list_active_products(organization_id: uuid.UUID) -> list[Product]:
 
 
 def get_active_price(organization_id: uuid.UUID, price_id: uuid.UUID) -> ProductPrice:
-    """The price a customer may buy: it and its product exist in the organization and are active."""
+    """The price a customer may buy: it and its product exist in the organization and are active.
+
+    Checkout create applies the same rule inside its one-round-trip statement
+    (`app.checkout.service._CREATE_SQL`): change both together.
+    """
     price = db.session.execute(
         select(ProductPrice)
         .join(Product, Product.id == ProductPrice.product_id)

@@ -7,17 +7,17 @@ The Stripe work is in app/checkout/payments.py.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth import CustomerPrincipal
-from app.catalog.service import PriceNotFound, get_active_price
+from app.catalog.service import PriceNotFound
 from app.checkout.schemas import (
     CheckoutConfirm,
     CheckoutCreate,
@@ -86,13 +86,6 @@ def default_idempotency_key(principal: CustomerPrincipal, price_id: str) -> str:
     return f"session:{principal.session_token_id}:price:{price_id}"
 
 
-def _parse_price_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise PriceNotFound("No such price, or it is no longer for sale.") from None
-
-
 def _live_checkout(
     session: Session, customer_id: uuid.UUID, idempotency_key: str
 ) -> CheckoutSession | None:
@@ -112,6 +105,61 @@ def _repeat(checkout: CheckoutSession, price_id: str) -> CreatedCheckout:
     return CreatedCheckout(checkout, created=False)
 
 
+def _in_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# The whole create decision in one round trip (it is the SDK's hottest write): the key's live
+# checkout, the price (it and its product active, in the organization), the live-subscription
+# check and the insert. Every CTE reads the statement's one snapshot, in the order the rules
+# apply: a live checkout under the key wins (a repeat, even if the price has since gone), then
+# price_not_found, then already_subscribed. `ON CONFLICT DO NOTHING` on the partial unique index
+# still waits for a concurrent uncommitted insert of the same key, so of twenty identical
+# requests exactly one inserts; the others get no `inserted_id` and re-read the winner in a new
+# statement (a new snapshot under READ COMMITTED), as before. Plain driver SQL: building and
+# compiling the equivalent ORM statements cost more CPU than the rest of the request.
+_KEY_HOLDING = _in_list(KEY_HOLDING_STATUSES)
+_CREATE_SQL = f"""
+WITH existing AS (
+    SELECT id FROM checkout_sessions
+    WHERE customer_id = %(customer_id)s::uuid AND idempotency_key = %(key)s
+      AND status IN ({_KEY_HOLDING})
+),
+price AS (
+    SELECT p.id, p.product_id, p.amount, p.currency
+    FROM product_prices AS p JOIN products AS pr ON pr.id = p.product_id
+    WHERE p.id = %(price_id)s::uuid AND p.organization_id = %(organization_id)s::uuid
+      AND p.active IS true AND pr.active IS true
+      AND NOT EXISTS (SELECT 1 FROM existing)
+),
+subscribed AS (
+    SELECT 1 FROM subscriptions AS s JOIN price ON s.product_id = price.product_id
+    WHERE s.customer_id = %(customer_id)s::uuid AND s.status IN ({_in_list(LIVE_STATUSES)})
+    LIMIT 1
+),
+inserted AS (
+    INSERT INTO checkout_sessions (
+        id, organization_id, customer_id, product_id, price_id, session_token_id,
+        idempotency_key, status, version, amount, currency, quantity, customer_email,
+        customer_name, metadata, expires_at, created_at, updated_at
+    )
+    SELECT %(id)s::uuid, %(organization_id)s::uuid, %(customer_id)s::uuid, price.product_id,
+        price.id, %(session_token_id)s::uuid, %(key)s, '{PENDING}', 1,
+        price.amount * %(quantity)s, price.currency, %(quantity)s, %(customer_email)s,
+        %(customer_name)s, %(metadata)s::jsonb, %(expires_at)s, %(now)s, %(now)s
+    FROM price
+    WHERE NOT EXISTS (SELECT 1 FROM subscribed)
+    ON CONFLICT (customer_id, idempotency_key) WHERE status IN ({_KEY_HOLDING}) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT id FROM existing) AS existing_id,
+    price.product_id, price.amount, price.currency,
+    EXISTS (SELECT 1 FROM subscribed) AS subscribed,
+    (SELECT id FROM inserted) AS inserted_id
+FROM (SELECT 1) AS one LEFT JOIN price ON true
+"""
+
+
 def create_checkout(
     principal: CustomerPrincipal, data: CheckoutCreate, idempotency_key: str | None
 ) -> CreatedCheckout:
@@ -120,70 +168,94 @@ def create_checkout(
     Twenty identical requests at once all try the insert; the partial unique index
     `uq_checkout_sessions_customer_idempotency_key` lets exactly one in, and the others read
     the winner's row (`ON CONFLICT DO NOTHING` waits for the winner's commit).
+
+    A new checkout comes back as a transient object built from the values just inserted (no
+    RETURNING of the whole row, no identity-map entry); load it by id to change it.
     """
     session = db.session()
     key = idempotency_key or default_idempotency_key(principal, data.price_id)
-    existing = _live_checkout(session, principal.customer_id, key)
-    if existing is not None:
-        return _repeat(existing, data.price_id)
+    try:
+        price_id = uuid.UUID(data.price_id)
+    except ValueError:
+        existing = _live_checkout(session, principal.customer_id, key)
+        if existing is not None:
+            return _repeat(existing, data.price_id)
+        raise PriceNotFound("No such price, or it is no longer for sale.") from None
 
-    price = get_active_price(principal.organization_id, _parse_price_id(data.price_id))
-    live = session.execute(
-        select(Subscription.id)
-        .where(
-            Subscription.customer_id == principal.customer_id,
-            Subscription.product_id == price.product_id,
-            Subscription.status.in_(LIVE_STATUSES),
-        )
-        .limit(1)
-    ).first()
-    if live is not None:
-        raise AlreadySubscribed("You already have an active subscription to this product.")
-
+    checkout_id = uuid.uuid4()
     now = utcnow()
-    key_holding = ", ".join(f"'{s}'" for s in KEY_HOLDING_STATUSES)
-    inserted = session.scalars(
-        insert(CheckoutSession)
-        .values(
-            id=uuid.uuid4(),
-            organization_id=principal.organization_id,
-            customer_id=principal.customer_id,
-            product_id=price.product_id,
-            price_id=price.id,
-            session_token_id=principal.session_token_id,
-            idempotency_key=key,
-            status=PENDING,
-            version=1,
-            amount=price.amount * data.quantity,
-            currency=price.currency,
-            quantity=data.quantity,
-            customer_email=data.customer_email,
-            customer_name=data.customer_name,
-            metadata_=data.metadata,
-            expires_at=now + timedelta(seconds=CHECKOUT_TTL_SECONDS),
-            created_at=now,
-            updated_at=now,
+    expires_at = now + timedelta(seconds=CHECKOUT_TTL_SECONDS)
+    row = (
+        session.connection()
+        .exec_driver_sql(
+            _CREATE_SQL,
+            {
+                "id": str(checkout_id),
+                "organization_id": str(principal.organization_id),
+                "customer_id": str(principal.customer_id),
+                "session_token_id": str(principal.session_token_id),
+                "price_id": str(price_id),
+                "key": key,
+                "quantity": data.quantity,
+                "customer_email": data.customer_email,
+                "customer_name": data.customer_name,
+                "metadata": json.dumps(data.metadata),
+                "expires_at": expires_at,
+                "now": now,
+            },
         )
-        .on_conflict_do_nothing(
-            index_elements=[CheckoutSession.customer_id, CheckoutSession.idempotency_key],
-            index_where=text(f"status IN ({key_holding})"),
-        )
-        .returning(CheckoutSession)
-    ).one_or_none()
-    if inserted is None:
+        .one()
+    )
+    existing_id, product_id, amount, currency, subscribed, inserted_id = row
+    if existing_id is not None:
+        existing = session.get(CheckoutSession, uuid.UUID(str(existing_id)))
+        if existing is None:  # pragma: no cover - the row was seen in this transaction
+            raise Conflict("A concurrent request with this idempotency key is in flight.")
+        return _repeat(existing, data.price_id)
+    if product_id is None:
+        raise PriceNotFound("No such price, or it is no longer for sale.")
+    if subscribed:
+        raise AlreadySubscribed("You already have an active subscription to this product.")
+    if inserted_id is None:
         winner = _live_checkout(session, principal.customer_id, key)
         if winner is None:  # the winner ended (expired) in between: rare, the client retries
             raise Conflict("A concurrent request with this idempotency key is in flight.")
         return _repeat(winner, data.price_id)
-    enqueue_after_commit(session, "checkout.prepare", str(inserted.id))
-    return CreatedCheckout(inserted, created=True)
+    enqueue_after_commit(session, "checkout.prepare", str(checkout_id))
+    created = CheckoutSession(
+        id=checkout_id,
+        organization_id=principal.organization_id,
+        customer_id=principal.customer_id,
+        product_id=uuid.UUID(str(product_id)),
+        price_id=price_id,
+        session_token_id=principal.session_token_id,
+        idempotency_key=key,
+        status=PENDING,
+        version=1,
+        amount=amount,
+        currency=currency,
+        quantity=data.quantity,
+        intent_type=None,
+        client_secret=None,
+        stripe_subscription_id=None,
+        next_action=None,
+        last_error=None,
+        customer_email=data.customer_email,
+        customer_name=data.customer_name,
+        metadata_=data.metadata,
+        expires_at=expires_at,
+        created_at=now,
+        updated_at=now,
+    )
+    return CreatedCheckout(created, created=True)
 
 
 def wait_while_pending(checkout: CheckoutSession, seconds: float) -> CheckoutSession:
     """Wait up to `seconds` for `checkout.prepare` to open the checkout (`Prefer: wait=N`).
 
     Polls one indexed column on a pooled connection with no transaction held open, backing off
-    from 10 ms to 100 ms; under gevent the sleep yields to other requests.
+    from 10 ms to 100 ms; under gevent the sleep yields to other requests. Returns the checkout
+    as loaded now (`checkout` may be the transient object `create_checkout` returned).
     """
     assert db.engine is not None
     deadline = time.monotonic() + min(seconds, MAX_WAIT_SECONDS)
@@ -196,8 +268,10 @@ def wait_while_pending(checkout: CheckoutSession, seconds: float) -> CheckoutSes
             break
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, _POLL_MAX_SECONDS)
-    db.session.refresh(checkout)
-    return checkout
+    loaded = db.session.get(CheckoutSession, checkout.id, populate_existing=True)
+    if loaded is None:  # pragma: no cover - checkouts are never deleted
+        raise CheckoutNotFound("No such checkout.")
+    return loaded
 
 
 # --------------------------------------------------------------------------- confirm

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -38,7 +38,6 @@ from app.realtime import (
     checkout_status,
     customer_channel,
     entitlements_message,
-    is_newer,
     parse_update,
     subscription_message,
 )
@@ -147,7 +146,9 @@ class StatusStream:
         self._options = options
         self._ends_after_terminal = ends_after_terminal
         self.watcher = Watcher(channel, wake=options.wake)
-        self._sent: dict[str, Update] = {}
+        # The version last sent per key (only that is compared; the updates themselves, a
+        # client's own snapshot above all, are freed once sent).
+        self._sent: dict[str, int | None] = {}
         self._snapshot: list[Update] | None = None
         self.end_reason: str | None = None
 
@@ -170,75 +171,99 @@ class StatusStream:
         self._hub.unwatch(self.watcher)
 
     def __iter__(self) -> Iterator[Update | _Ping]:
-        assert self._snapshot is not None, "open() the stream first"
-        try:
-            yield from self._run(self._snapshot)
-        finally:
-            self.close()
+        # `_run` itself, not a generator around it: one generator level less held by each of
+        # thousands of idle streams.
+        snapshot, self._snapshot = self._snapshot, None
+        assert snapshot is not None, "open() the stream first"
+        return self._run(snapshot)
 
     def _fresh(self, updates: list[Update]) -> Iterator[Update]:
         # In order (a snapshot's order is the protocol's); anything not newer than what the
         # client already has for its key is dropped. Versions order one key's messages only
         # (a subscription's, the entitlement list's), so they are never compared across keys.
         for update in updates:
-            if is_newer(update, self._sent.get(update.key)):
-                self._sent[update.key] = update
+            key = update.key
+            if key not in self._sent or _newer(update.version, self._sent[key]):
+                self._sent[key] = update.version
                 yield update
 
+    def _forward(self, pending: list[Update]) -> Generator[Update, None, tuple[bool, bool]]:
+        """Yield the fresh updates; (any sent?, a terminal status sent?)."""
+        sent = False
+        for update in self._fresh(pending):
+            yield update
+            sent = True
+            if self._ends_after_terminal and update.status in TERMINAL_STATUSES:
+                return sent, True
+        return sent, False
+
     def _run(self, snapshot: list[Update]) -> Iterator[Update | _Ping]:
-        options = self._options
-        now = time.monotonic()
-        last_frame = idle_since = now
-        token_deadline = float("inf")
-        if options.token_expires_at is not None:
-            token_deadline = now + (options.token_expires_at - utcnow()).total_seconds()
-        pending = snapshot
-        revocation_checked = now
-        while True:
+        try:
+            options = self._options
             now = time.monotonic()
-            # Woken with something to send: is the token still good? (At most once a second;
-            # the snapshot right after authentication needs no check.)
-            if pending and now >= revocation_checked + REVOCATION_CHECK_SECONDS:
-                revocation_checked = now
-                if options.token_revoked():
-                    self.end_reason = TOKEN_REVOKED
-                    return
-            for update in self._fresh(pending):
-                yield update
-                last_frame = idle_since = time.monotonic()
-                if self._ends_after_terminal and update.status in TERMINAL_STATUSES:
+            last_frame = idle_since = now
+            token_deadline = float("inf")
+            if options.token_expires_at is not None:
+                token_deadline = now + (options.token_expires_at - utcnow()).total_seconds()
+            pending = snapshot
+            del snapshot  # `pending` is reassigned below: keep no reference to the sent snapshot
+            revocation_checked = now
+            while True:
+                now = time.monotonic()
+                # Woken with something to send: is the token still good? (At most once a second;
+                # the snapshot right after authentication needs no check.)
+                if pending and now >= revocation_checked + REVOCATION_CHECK_SECONDS:
+                    revocation_checked = now
+                    if options.token_revoked():
+                        self.end_reason = TOKEN_REVOKED
+                        return
+                sent, terminal = yield from self._forward(pending)
+                # Nothing sent stays referenced while the stream waits: an idle client holds no
+                # copy of its snapshot.
+                pending = []
+                if sent:
+                    last_frame = idle_since = time.monotonic()
+                if terminal:
                     self.end_reason = TERMINAL
                     return
-            now = time.monotonic()
-            if options.client_gone():
-                self.end_reason = CLIENT_GONE
-                return
-            if now >= token_deadline:
-                self.end_reason = TOKEN_EXPIRED
-                return
-            if now >= idle_since + options.idle_timeout_seconds:
-                self.end_reason = IDLE
-                return
-            if now >= last_frame + options.ping_seconds:
-                # An idle stream learns of a revocation at its next ping at the latest.
-                revocation_checked = now
-                if options.token_revoked():
-                    self.end_reason = TOKEN_REVOKED
+                now = time.monotonic()
+                if options.client_gone():
+                    self.end_reason = CLIENT_GONE
                     return
-                yield PING
-                last_frame = now = time.monotonic()
-            wait = min(
-                last_frame + options.ping_seconds,
-                idle_since + options.idle_timeout_seconds,
-                token_deadline,
-            )
-            resync, pending = self.watcher.take(max(wait - now, 0.0))
-            if resync:
-                reloaded = self._load_snapshot()
-                if reloaded is None:
-                    self.end_reason = NOT_FOUND
+                if now >= token_deadline:
+                    self.end_reason = TOKEN_EXPIRED
                     return
-                pending = reloaded + pending
+                if now >= idle_since + options.idle_timeout_seconds:
+                    self.end_reason = IDLE
+                    return
+                if now >= last_frame + options.ping_seconds:
+                    # An idle stream learns of a revocation at its next ping at the latest.
+                    revocation_checked = now
+                    if options.token_revoked():
+                        self.end_reason = TOKEN_REVOKED
+                        return
+                    yield PING
+                    last_frame = now = time.monotonic()
+                wait = min(
+                    last_frame + options.ping_seconds,
+                    idle_since + options.idle_timeout_seconds,
+                    token_deadline,
+                )
+                resync, pending = self.watcher.take(max(wait - now, 0.0))
+                if resync:
+                    reloaded = self._load_snapshot()
+                    if reloaded is None:
+                        self.end_reason = NOT_FOUND
+                        return
+                    pending = reloaded + pending
+                    del reloaded
+        finally:
+            self.close()
+
+
+def _newer(version: int | None, than: int | None) -> bool:
+    # `is_newer` on versions: an unversioned message is always passed on.
+    return version is None or than is None or version > than
 
 
 def checkout_stream(

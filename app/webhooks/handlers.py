@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
 from app import stripe_sync
@@ -90,16 +90,18 @@ def _names_our_checkout(session: Session, obj: dict[str, Any]) -> bool:
     return _exists(session, select(CheckoutSession.id).where(CheckoutSession.id == checkout_id))
 
 
+# Built once: on the event hot path, building the statement cost more CPU than running it.
+_KNOWS_PAYMENT_INTENT = select(
+    or_(
+        exists().where(PaymentIntent.stripe_payment_intent_id == bindparam("stripe_id")),
+        exists().where(CheckoutSession.stripe_payment_intent_id == bindparam("stripe_id")),
+    )
+)
+
+
 def _knows_payment_intent(session: Session, stripe_id: str | None) -> bool:
-    return bool(stripe_id) and (
-        _exists(
-            session,
-            select(PaymentIntent.id).where(PaymentIntent.stripe_payment_intent_id == stripe_id),
-        )
-        or _exists(
-            session,
-            select(CheckoutSession.id).where(CheckoutSession.stripe_payment_intent_id == stripe_id),
-        )
+    return bool(stripe_id) and bool(
+        session.execute(_KNOWS_PAYMENT_INTENT, {"stripe_id": stripe_id}).scalar()
     )
 
 

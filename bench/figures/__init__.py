@@ -93,18 +93,26 @@ class BenchContext:
 
     # ------------------------------------------------------------------ data
     def create_open_checkouts(
-        self, count: int, *, with_payment_intent: bool, succeeded_in_stripe: bool = True
+        self,
+        count: int,
+        *,
+        with_payment_intent: bool,
+        succeeded_in_stripe: bool = True,
+        own_customers: bool = False,
     ) -> list[dict[str, Any]]:
         """Open checkouts as `checkout.prepare` leaves them, each with a real emulator intent.
 
         Created directly (not through `POST /v1/checkout/create`) so that figures about what
         happens *after* a checkout is open do not depend on, or pay for, creating it.
+        By default the checkouts are spread over the seeded buyers (who have session tokens);
+        with `own_customers` each belongs to a new customer of its own (no token), as when
+        many different people buy at once.
         Returns [{"checkout_id", "token", "payment_intent": <Stripe object dict> | None}].
         """
         from concurrent.futures import ThreadPoolExecutor
 
         from app.db import db
-        from models import CheckoutSession, PaymentIntent
+        from models import CheckoutSession, Customer, PaymentIntent
 
         price_id = self.seed.one_time_price_id
         product_id = self.seed.product_ids[0]
@@ -112,6 +120,18 @@ class BenchContext:
         plans: list[dict[str, Any]] = [
             {"checkout_id": uuid.uuid4(), "buyer": buyers[i % len(buyers)]} for i in range(count)
         ]
+        if own_customers:
+            with self.app.app_context():
+                for plan in plans:
+                    customer = Customer(
+                        id=uuid.uuid4(),
+                        organization_id=uuid.UUID(self.seed.organization_id),
+                        external_id=f"bench_buyer_{plan['checkout_id']}",
+                    )
+                    db.session.add(customer)
+                    plan["buyer"] = {"customer_id": str(customer.id), "token": None}
+                db.session.commit()
+                db.session.remove()
         if with_payment_intent:
             if not self.stack.emulator_url:
                 raise FeatureMissing("the Stripe emulator is not running")
