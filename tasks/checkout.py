@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -116,33 +117,28 @@ def confirm(
         _retry_or_give_up(self, checkout, "confirm", error)
 
 
-@shared_task(
-    name="checkout.reconcile",
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=int(BACKOFF_MAX_SECONDS),
-    retry_jitter=True,
-    max_retries=payments.MAX_ATTEMPTS,
-)
+# Tasks that only read Stripe's state and apply it: Celery's own autoretry (exponential backoff
+# with jitter) on transient errors is enough, since running them again is always safe.
+_AUTORETRY: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": int(BACKOFF_MAX_SECONDS),
+    "retry_jitter": True,
+    "max_retries": payments.MAX_ATTEMPTS,
+}
+
+
+@shared_task(name="checkout.reconcile", **_AUTORETRY)
 def reconcile(self: Task, checkout_id: str) -> None:
     """Settle a checkout from Stripe's current view (used after 3-D Secure, by the sweeper)."""
     payments.refresh_checkout(uuid.UUID(checkout_id))
 
 
-@shared_task(
-    name="checkout.expire",
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=int(BACKOFF_MAX_SECONDS),
-    retry_jitter=True,
-    # Not bounded in Postgres: an overdue checkout stays overdue, and the next beat run
-    # enqueues it again.
-    max_retries=payments.MAX_ATTEMPTS,
-)
+# Not bounded in Postgres: an overdue checkout stays overdue, and the next beat run enqueues it
+# again.
+@shared_task(name="checkout.expire", **_AUTORETRY)
 def expire(self: Task, checkout_id: str) -> None:
     payments.expire_checkout(uuid.UUID(checkout_id))
 

@@ -7,7 +7,6 @@ endpoint before and after every change: the cache must never lag a committed cha
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -15,9 +14,9 @@ from sqlalchemy import select
 from app.catalog.mirror import ensure_stripe_price
 from app.db import db
 from app.stripe_gateway import get_gateway
-from models import CheckoutSession, Customer, PaymentIntent
+from models import Customer, PaymentIntent
 from models.base import utcnow
-from tests.support.billing import entitlement_keys, subscribe_with_card
+from tests.support.billing import entitlement_keys, open_checkout_row, subscribe_with_card
 
 DAY = 86400
 
@@ -40,20 +39,7 @@ def _buy_once(relay, buyer, price, card="pm_card_visa") -> str:
     )
     customer.stripe_customer_id = stripe_customer_id
     ensure_stripe_price(price.id)
-    checkout = CheckoutSession(
-        organization_id=buyer.organization_id,
-        customer_id=buyer.customer_id,
-        product_id=price.product_id,
-        price_id=price.id,
-        idempotency_key=f"test:{uuid.uuid4().hex}",
-        status="open",
-        amount=price.amount,
-        currency=price.currency,
-        intent_type="payment",
-        expires_at=utcnow() + timedelta(hours=1),
-    )
-    db.session.add(checkout)
-    db.session.commit()
+    checkout = open_checkout_row(buyer, price)
     payment_intent = gateway.create_payment_intent(
         checkout_id=checkout.id,
         organization_id=buyer.organization_id,

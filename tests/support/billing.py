@@ -117,12 +117,8 @@ def _stripe_customer_id(buyer: Buyer) -> str:
     return customer.stripe_customer_id
 
 
-def subscribe_with_card(
-    relay: StripeEventRelay, buyer: Buyer, price: ProductPrice, card: str = "pm_card_visa"
-) -> Subscription:
-    """A recurring checkout, paid: returns our subscription row after the webhooks ran."""
-    stripe_customer_id = _stripe_customer_id(buyer)
-    stripe_price_id = ensure_stripe_price(price.id)
+def open_checkout_row(buyer: Buyer, price: ProductPrice) -> CheckoutSession:
+    """A committed `open` checkout, as `checkout.prepare` leaves it before the intent exists."""
     checkout = CheckoutSession(
         organization_id=buyer.organization_id,
         customer_id=buyer.customer_id,
@@ -137,6 +133,16 @@ def subscribe_with_card(
     )
     db.session.add(checkout)
     db.session.commit()
+    return checkout
+
+
+def subscribe_with_card(
+    relay: StripeEventRelay, buyer: Buyer, price: ProductPrice, card: str = "pm_card_visa"
+) -> Subscription:
+    """A recurring checkout, paid: returns our subscription row after the webhooks ran."""
+    stripe_customer_id = _stripe_customer_id(buyer)
+    stripe_price_id = ensure_stripe_price(price.id)
+    checkout = open_checkout_row(buyer, price)
     stripe_subscription = get_gateway().create_subscription(
         checkout_id=checkout.id,
         organization_id=buyer.organization_id,
