@@ -209,7 +209,7 @@ def create_checkout(
     existing_id, product_id, amount, currency, subscribed, inserted_id = row
     if existing_id is not None:
         existing = session.get(CheckoutSession, uuid.UUID(str(existing_id)))
-        if existing is None:  # pragma: no cover - the row was seen in this transaction
+        if existing is None:  # the row was seen in this transaction
             raise Conflict("A concurrent request with this idempotency key is in flight.")
         return _repeat(existing, data.price_id)
     if product_id is None:
@@ -269,7 +269,7 @@ def wait_while_pending(checkout: CheckoutSession, seconds: float) -> CheckoutSes
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, _POLL_MAX_SECONDS)
     loaded = db.session.get(CheckoutSession, checkout.id, populate_existing=True)
-    if loaded is None:  # pragma: no cover - checkouts are never deleted
+    if loaded is None:  # checkouts are never deleted
         raise CheckoutNotFound("No such checkout.")
     return loaded
 

@@ -196,7 +196,7 @@ def _stop_reading(ws: Server) -> None:
 def _gevent_active() -> bool:
     try:
         from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is installed wherever streams are served
+    except ImportError:  # gevent is installed wherever streams are served
         return False
     return bool(monkey.is_module_patched("socket"))
 
@@ -355,7 +355,7 @@ class _SlowClient(Exception):
 def _send_deadline(seconds: float) -> Iterator[None]:
     try:
         from gevent import Timeout, monkey
-    except ImportError:  # pragma: no cover - gevent is installed wherever streams are served
+    except ImportError:  # gevent is installed wherever streams are served
         yield
         return
     if not monkey.is_module_patched("socket"):

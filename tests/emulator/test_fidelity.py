@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import importlib
-import json
-import os
 
 import pytest
 import stripe
 from stripe._request_options import RequestOptions
 
 from stripe_emulator.operations import OPERATIONS
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.environ.get("STRIPE_FIXTURES") or os.path.join(
-    ROOT, "..", "shared", "stripe", "fixtures3.json"
+from tests.support.stripe_fixtures import (
+    SHARED_STRIPE_FIXTURES,
+    STRIPE_FIXTURES,
+    stripe_fixture_resources,
 )
 
 # Keys Stripe's fixture has that the emulator deliberately leaves out. Keep this list short.
@@ -30,10 +28,13 @@ SEARCH_KEYS = {"object", "data", "has_more", "next_page", "url"}
 
 @pytest.fixture(scope="module")
 def fixtures():
-    if not os.path.exists(FIXTURES):
-        pytest.fail(f"Stripe fixtures not found at {FIXTURES} (set STRIPE_FIXTURES)")
-    with open(FIXTURES) as f:
-        return json.load(f)["resources"]
+    return stripe_fixture_resources()
+
+
+def test_vendored_fixtures_match_the_shared_copy():
+    if not SHARED_STRIPE_FIXTURES.exists():
+        pytest.skip("no shared copy beside the repository to compare with")
+    assert STRIPE_FIXTURES.read_bytes() == SHARED_STRIPE_FIXTURES.read_bytes()
 
 
 def _raw(obj):

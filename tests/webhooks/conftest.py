@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,9 +29,9 @@ from tests.conftest import TEST_REDIS_URL
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
 from tests.support.server import WebServer
 from tests.support.server import start_web_server as run_web_server
+from tests.support.stripe_fixtures import stripe_fixture_resources
 
 WEBHOOK_PATH = "/stripe/webhooks"
-FIXTURES = Path("/work/shared/stripe/fixtures3.json")
 
 
 # ---------------------------------------------------------------------------- events
@@ -64,8 +63,8 @@ def signature_header(payload: str, secret: str, timestamp: int | None = None) ->
 
 
 def stripe_fixture(name: str) -> dict[str, Any]:
-    """Stripe's official example object of a resource (shared/stripe/fixtures3.json)."""
-    resources: dict[str, Any] = json.loads(FIXTURES.read_text())["resources"]
+    """Stripe's official example object of a resource (tests/fixtures/stripe/fixtures3.json)."""
+    resources: dict[str, Any] = stripe_fixture_resources()
     return json.loads(json.dumps(resources[name]))
 
 
