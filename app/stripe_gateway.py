@@ -341,9 +341,6 @@ class StripeGateway:
             )
         )
 
-    def retrieve_product(self, stripe_product_id: str) -> stripe.Product:
-        return self._call(lambda: self.client.v1.products.retrieve(stripe_product_id))
-
     def create_price(
         self,
         *,
@@ -367,9 +364,6 @@ class StripeGateway:
                 params=params, options={"idempotency_key": f"price:{price_id}:mirror"}
             )
         )
-
-    def retrieve_price(self, stripe_price_id: str) -> stripe.Price:
-        return self._call(lambda: self.client.v1.prices.retrieve(stripe_price_id))
 
     # ------------------------------------------------------------------ payment intents
 
@@ -441,24 +435,6 @@ class StripeGateway:
         )
 
     # ------------------------------------------------------------------ setup intents
-
-    def create_setup_intent(
-        self,
-        *,
-        checkout_id: uuid.UUID,
-        organization_id: uuid.UUID,
-        stripe_customer_id: str,
-    ) -> stripe.SetupIntent:
-        return self._call(
-            lambda: self.client.v1.setup_intents.create(
-                params={
-                    "customer": stripe_customer_id,
-                    "usage": "off_session",
-                    "metadata": _metadata(organization_id, **{CHECKOUT_METADATA: str(checkout_id)}),
-                },
-                options={"idempotency_key": f"checkout:{checkout_id}:setup"},
-            )
-        )
 
     def retrieve_setup_intent(self, stripe_setup_intent_id: str) -> stripe.SetupIntent:
         return self._call(lambda: self.client.v1.setup_intents.retrieve(stripe_setup_intent_id))

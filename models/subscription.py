@@ -91,10 +91,6 @@ class Subscription(IdMixin, TimestampMixin, Base):
     product: Mapped[Product] = relationship()
     price: Mapped[ProductPrice] = relationship()
 
-    @property
-    def grants_entitlements(self) -> bool:
-        return self.status in ENTITLING_STATUSES
-
 
 def bump_subscription_versions(session: Session, _flush_context: Any, _instances: Any) -> None:
     """Before every flush: +1 on `version` of each Subscription whose columns changed.
