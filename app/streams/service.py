@@ -30,17 +30,14 @@ from sqlalchemy import select
 
 from app.db import db
 from app.realtime import (
-    SubscriberHub,
-    Update,
-    Watcher,
     checkout_channel,
     checkout_message,
     checkout_status,
     customer_channel,
     entitlements_message,
-    parse_update,
     subscription_message,
 )
+from app.streams.hub import SubscriberHub, Update, Watcher, parse_update
 from models import CheckoutSession, Subscription
 from models.base import utcnow
 from models.checkout import TERMINAL_STATUSES
