@@ -146,12 +146,17 @@ class RealtimeSettings:
     reconnect_backoff_max_seconds: float = 5.0
     subscribe_timeout_seconds: float = 5.0
     unsubscribe_grace_seconds: float = 30.0
+    # Open websocket/SSE streams at once, counted across every web process (Redis leases).
+    max_streams_per_token: int = 10
+    max_streams_per_customer: int = 30
+    # A stream's lease outlives a crashed process by at most this; renewed at a third of it.
+    stream_lease_seconds: float = 60.0
 
 
 def realtime_settings(env: dict[str, str]) -> RealtimeSettings:
     defaults = RealtimeSettings()
-    values = {
-        f.name: _float(env, f"REALTIME_{f.name.upper()}", getattr(defaults, f.name))
-        for f in fields(RealtimeSettings)
-    }
+    values: dict[str, Any] = {}
+    for f in fields(RealtimeSettings):
+        name, default = f"REALTIME_{f.name.upper()}", getattr(defaults, f.name)
+        values[f.name] = (_int if isinstance(default, int) else _float)(env, name, default)
     return RealtimeSettings(**values)

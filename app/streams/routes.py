@@ -9,7 +9,9 @@ URL.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -29,9 +31,17 @@ from app.db import db
 from app.errors import PROBLEM_JSON, ApiError, NotFound, Unauthenticated, problem_response
 from app.streams import transport
 from app.streams.hub import Update, hub_of
+from app.streams.leases import TooManyStreams, acquire_lease
 from app.streams.revocation import revocation_checker
-from app.streams.service import PING, StatusStream, StreamOptions, checkout_stream, customer_stream
-from app.streams.transport import CLOSE_UNAUTHORIZED
+from app.streams.service import (
+    PING,
+    StatusStream,
+    StreamOptions,
+    checkout_stream,
+    customer_stream,
+    own_checkout_id,
+)
+from app.streams.transport import CLOSE_TOO_MANY_STREAMS, CLOSE_UNAUTHORIZED
 
 bp = Blueprint("streams", __name__)
 sock = Sock()
@@ -105,10 +115,16 @@ def _settings() -> RealtimeSettings:
     return settings_of(current_app).realtime
 
 
-def _authenticate() -> tuple[CustomerPrincipal, Callable[[], bool]]:
-    """The session token from the Authorization header, else from `?token=`.
+@dataclass(frozen=True)
+class _Caller:
+    principal: CustomerPrincipal
+    token_hash: str
+    # True once the token has been revoked.
+    revoked: Callable[[], bool]
 
-    Also returns the stream's revocation check: true once the token has been revoked."""
+
+def _authenticate() -> _Caller:
+    """The session token from the Authorization header, else from `?token=`."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     token = credential.strip() if scheme.lower() == "bearer" else ""
     token = token or request.args.get("token", "")
@@ -121,38 +137,54 @@ def _authenticate() -> tuple[CustomerPrincipal, Callable[[], bool]]:
     token_hash = digest(token)
     checker = revocation_checker()
     # partial, not a lambda: no closure cells kept per stream.
-    return principal, partial(checker.revoked, token_hash)
+    return _Caller(principal, token_hash, partial(checker.revoked, token_hash))
+
+
+def _options(caller: _Caller, ping_seconds: float, **transport: Any) -> StreamOptions:
+    """The stream's options, with its slot under the connection caps (TooManyStreams)."""
+    settings = _settings()
+    return StreamOptions(
+        ping_seconds=ping_seconds,
+        idle_timeout_seconds=settings.idle_timeout_seconds,
+        token_expires_at=caller.principal.expires_at,
+        token_revoked=caller.revoked,
+        lease=acquire_lease(settings, caller.token_hash, caller.principal.customer_id),
+        **transport,
+    )
+
+
+def _own_checkout(caller: _Caller, checkout_id: str) -> uuid.UUID:
+    # Before any lease or subscription: a foreign or made-up id costs one read, nothing more.
+    own_id = own_checkout_id(checkout_id, caller.principal.customer_id)
+    if own_id is None:
+        raise NotFound("No such checkout.")
+    return own_id
 
 
 # --------------------------------------------------------------------------- websocket
 
 
-def _ws_options(
-    ws: Server, principal: CustomerPrincipal, revoked: Callable[[], bool]
-) -> StreamOptions:
-    settings = _settings()
-    return StreamOptions(
-        ping_seconds=settings.ws_ping_seconds,
-        idle_timeout_seconds=settings.idle_timeout_seconds,
-        token_expires_at=principal.expires_at,
-        token_revoked=revoked,
+def _ws_options(ws: Server, caller: _Caller) -> StreamOptions:
+    return _options(
+        caller,
+        _settings().ws_ping_seconds,
         client_gone=partial(transport.client_gone, ws),
         # simple-websocket sets this event when the client sends a frame or closes.
         wake=ws.event,
     )
 
 
-def _client_gone(ws: Server) -> bool:
-    ws.input_buffer.clear()  # clients have nothing to say; never let it pile up
-    return not ws.connected
-
-
-def _ws_principal(ws: Server) -> tuple[CustomerPrincipal, Callable[[], bool]] | None:
+def _pump(ws: Server, stream: StatusStream) -> None:
     try:
-        return _authenticate()
-    except ApiError as exc:
-        transport.close(ws, CLOSE_UNAUTHORIZED, exc.code)
-        return None
+        transport.pump(ws, stream, _settings().send_timeout_seconds)
+    finally:
+        stream.close()  # its lease above all, whatever ended the pump
+
+
+def _refuse(ws: Server, error: ApiError) -> None:
+    # Another customer's checkout looks exactly like a bad credential: nothing is revealed.
+    code = CLOSE_TOO_MANY_STREAMS if isinstance(error, TooManyStreams) else CLOSE_UNAUTHORIZED
+    transport.close(ws, code, error.code)
 
 
 @sock.route("/v1/checkout/<checkout_id>/ws", bp=bp)
@@ -163,7 +195,10 @@ def _ws_principal(ws: Server) -> tuple[CustomerPrincipal, Callable[[], bool]] | 
             'Text frames `{"type": "checkout.updated", "data": Checkout}`: the current'
             " snapshot first, then each change in `version` order; server pings; closed with"
             " 1000 after a terminal status, 4401 for a bad token or another customer's"
-            " checkout or once the token is revoked or expires, 1001 after the idle limit."
+            " checkout or once the token is revoked or expires, 1001 after the idle limit"
+            " (no change for `REALTIME_IDLE_TIMEOUT_SECONDS`, 65 minutes by default), 4429"
+            " `too_many_streams` when the token or the customer already has the maximum of"
+            " open streams."
             " A request without the websocket handshake answers 400"
             " `websocket_upgrade_required`." + _TOKEN_NOTE
         ),
@@ -187,21 +222,21 @@ def _checkout_websocket(ws: Server, checkout_id: str) -> None:
     # only the stream, not the principal and the rest of the authentication.
     stream = transport.in_short_greenlet(_open_checkout_stream, ws, checkout_id)
     if stream is not None:
-        transport.pump(ws, stream, _settings().send_timeout_seconds)
+        _pump(ws, stream)
 
 
 def _open_checkout_stream(ws: Server, checkout_id: str) -> StatusStream | None:
     transport.forget_handshake(ws)
-    authenticated = _ws_principal(ws)
-    if authenticated is None:
+    try:
+        caller = _authenticate()
+        own_id = _own_checkout(caller, checkout_id)
+        options = _ws_options(ws, caller)
+    except ApiError as exc:
+        _refuse(ws, exc)
         return None
-    principal, revoked = authenticated
-    hub = hub_of(current_app)
-    options = _ws_options(ws, principal, revoked)
-    stream = checkout_stream(hub, checkout_id, principal.customer_id, options)
-    if stream is None:
-        # Another customer's checkout looks exactly like a bad credential: nothing is revealed.
-        transport.close(ws, CLOSE_UNAUTHORIZED, "not_found")
+    stream = checkout_stream(hub_of(current_app), own_id, caller.principal.customer_id, options)
+    if stream is None:  # deleted since the ownership check
+        _refuse(ws, NotFound())
     return stream
 
 
@@ -214,7 +249,8 @@ def _open_checkout_stream(ws: Server, checkout_id: str) -> StatusStream | None:
             ' "data": …, "version": n}`: every subscription and the current entitlement list'
             " first, then each change (`version` orders the messages of one subscription, and"
             " the entitlement lists); server pings; 4401 for a bad token and once the token is"
-            " revoked or expires. A request without the websocket handshake answers 400"
+            " revoked or expires, 1001 after the idle limit, 4429 `too_many_streams` over the"
+            " open-stream caps. A request without the websocket handshake answers 400"
             " `websocket_upgrade_required`." + _TOKEN_NOTE
         ),
         auth=SESSION_TOKEN,
@@ -229,19 +265,20 @@ def customer_websocket(ws: Server) -> None:
     try:
         stream = transport.in_short_greenlet(_open_customer_stream, ws)
         if stream is not None:
-            transport.pump(ws, stream, _settings().send_timeout_seconds)
+            _pump(ws, stream)
     finally:
         transport.stop_reading(ws)
 
 
 def _open_customer_stream(ws: Server) -> StatusStream | None:
     transport.forget_handshake(ws)
-    authenticated = _ws_principal(ws)
-    if authenticated is None:
+    try:
+        caller = _authenticate()
+        options = _ws_options(ws, caller)
+    except ApiError as exc:
+        _refuse(ws, exc)
         return None
-    principal, revoked = authenticated
-    hub = hub_of(current_app)
-    return customer_stream(hub, principal.customer_id, _ws_options(ws, principal, revoked))
+    return customer_stream(hub_of(current_app), caller.principal.customer_id, options)
 
 
 # --------------------------------------------------------------------------- server-sent events
@@ -265,8 +302,10 @@ def _sse(stream: StatusStream) -> Iterator[str]:
         description=(
             "`text/event-stream`: the current snapshot first, then each change, as"
             " `id: <version>` / `event: checkout.updated` / `data: <Checkout>`; a `: ping`"
-            " comment every 15 s; the stream ends after a terminal status, and when the token"
-            " is revoked or expires." + _TOKEN_NOTE
+            " comment every 15 s; the stream ends after a terminal status, when the token"
+            " is revoked or expires, and after the idle limit. 429 `too_many_streams` (with"
+            " `Retry-After`) when the token or the customer already has the maximum of open"
+            " streams." + _TOKEN_NOTE
         ),
         auth=SESSION_TOKEN,
         body=None,
@@ -287,16 +326,10 @@ def _sse(stream: StatusStream) -> Iterator[str]:
     )
 )
 def checkout_event_stream(checkout_id: str) -> ResponseReturnValue:
-    principal, revoked = _authenticate()
-    settings = _settings()
-    options = StreamOptions(
-        ping_seconds=settings.sse_ping_seconds,
-        idle_timeout_seconds=settings.idle_timeout_seconds,
-        token_expires_at=principal.expires_at,
-        token_revoked=revoked,
-    )
-    hub = hub_of(current_app)
-    stream = checkout_stream(hub, checkout_id, principal.customer_id, options)
+    caller = _authenticate()
+    own_id = _own_checkout(caller, checkout_id)
+    options = _options(caller, _settings().sse_ping_seconds)
+    stream = checkout_stream(hub_of(current_app), own_id, caller.principal.customer_id, options)
     if stream is None:
         raise NotFound("No such checkout.")
     response = Response(

@@ -39,6 +39,8 @@ T = TypeVar("T")
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNAUTHORIZED = 4401
+# Over the open-stream caps (per session token, per customer): 429 as an application code.
+CLOSE_TOO_MANY_STREAMS = 4429
 
 _END_CLOSE_CODES = {
     TERMINAL: (CLOSE_NORMAL, "final status"),
