@@ -20,7 +20,6 @@ from flask.typing import ResponseReturnValue
 from flask_sock import Sock
 from pydantic import Field
 from simple_websocket import Server
-from werkzeug.routing.exceptions import WebsocketMismatch
 
 from app import settings_of
 from app.api import SESSION_TOKEN, Operation, QueryModel
@@ -28,7 +27,7 @@ from app.auth import CustomerPrincipal, authenticate_customer, digest
 from app.checkout.schemas import CheckoutOut
 from app.config import RealtimeSettings
 from app.db import db
-from app.errors import PROBLEM_JSON, ApiError, NotFound, Unauthenticated, problem_response
+from app.errors import PROBLEM_JSON, ApiError, NotFound, Unauthenticated
 from app.streams import transport
 from app.streams.hub import Update, hub_of
 from app.streams.leases import TooManyStreams, acquire_lease
@@ -41,12 +40,14 @@ from app.streams.service import (
     customer_stream,
     own_checkout_id,
 )
-from app.streams.transport import CLOSE_TOO_MANY_STREAMS, CLOSE_UNAUTHORIZED
+from app.streams.transport import (
+    CLOSE_TOO_MANY_STREAMS,
+    CLOSE_UNAUTHORIZED,
+    WEBSOCKET_UPGRADE_REQUIRED,
+)
 
 bp = Blueprint("streams", __name__)
 sock = Sock()
-
-WEBSOCKET_UPGRADE_REQUIRED = "websocket_upgrade_required"
 
 # A plain GET of a websocket route: werkzeug's router refuses it (`WebsocketMismatch`, a 400)
 # before any view runs; it is answered as problem+json with its own code, and documented.
@@ -58,33 +59,7 @@ _UPGRADE_REQUIRED = {
 }
 
 
-@bp.record_once
-def _configure_websockets(state: Any) -> None:
-    state.app.config.setdefault("SOCK_SERVER_OPTIONS", transport.server_options())
-
-
-@bp.app_errorhandler(WebsocketMismatch)
-def _websocket_upgrade_required(_error: WebsocketMismatch) -> ResponseReturnValue:
-    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-        # The opposite mismatch: a websocket handshake to a plain HTTP route.
-        return problem_response(
-            400, "bad_request", "Bad request", "This endpoint is not a websocket."
-        )
-    return problem_response(
-        400,
-        WEBSOCKET_UPGRADE_REQUIRED,
-        "Websocket upgrade required",
-        "This endpoint is a websocket: open it with a websocket handshake"
-        " (`Connection: Upgrade`, `Upgrade: websocket`).",
-    )
-
-
-@bp.before_app_request
-def _no_websocket_compression() -> None:
-    # permessage-deflate keeps zlib state per connection (hundreds of KB) to shrink frames of
-    # ~1 KB; declining it is what lets one process hold ten thousand idle clients.
-    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+transport.install(bp)
 
 
 def _documented(op: Operation) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

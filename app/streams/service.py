@@ -3,6 +3,8 @@
 A stream is an iterator of `Update` (send it) and `PING` (nothing happened for a ping interval:
 send a keep-alive). The order of operations is what makes it exact:
 
+0. (the routes) the checkout is the caller's (`own_checkout_id`) and the caller is under the
+   open-stream caps (app/streams/leases.py) — before anything is subscribed;
 1. watch the channel (the hub confirms the Redis subscription is in force);
 2. read the snapshot from Postgres — any change committed after this read is published after
    step 1, so it reaches the watcher;
@@ -11,9 +13,10 @@ send a keep-alive). The order of operations is what makes it exact:
 
 A checkout stream ends after a terminal status. Every stream ends when its session token
 expires, when it is revoked (checked when the stream wakes with something to send, at most
-once a second, and at every ping), or after `idle_timeout_seconds` without a change. Database
-connections are taken only for a snapshot and released at once: an idle stream holds no pooled
-connection.
+once a second, and at every ping), or after `idle_timeout_seconds` without a change (pings do
+not count). While it runs it renews its lease under the caps; `close()` gives it back.
+Database connections are taken only for a snapshot and released at once: an idle stream holds
+no pooled connection.
 """
 
 from __future__ import annotations

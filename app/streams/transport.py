@@ -18,10 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed, Server
+from werkzeug.routing.exceptions import WebsocketMismatch
 from wsproto.events import Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
+from app.errors import problem_response
 from app.streams.hub import Update
 from app.streams.service import (
     CLIENT_GONE,
@@ -53,12 +57,46 @@ _END_CLOSE_CODES = {
 MAX_MESSAGE_BYTES = 4096
 
 
-def server_options() -> dict[str, Any]:
-    """flask-sock's `SOCK_SERVER_OPTIONS` for simple-websocket's `Server`."""
+WEBSOCKET_UPGRADE_REQUIRED = "websocket_upgrade_required"
+
+
+def install(bp: Blueprint) -> None:
+    """What the websocket routes of `bp` need: server options, no compression, and a
+    problem+json answer to a handshake mismatch."""
+    bp.record_once(_configure_websockets)
+    bp.before_app_request(_no_websocket_compression)
+    bp.app_errorhandler(WebsocketMismatch)(_websocket_upgrade_required)
+
+
+def _configure_websockets(state: Any) -> None:
+    # flask-sock's `SOCK_SERVER_OPTIONS`, for simple-websocket's `Server`.
     options: dict[str, Any] = {"max_message_size": MAX_MESSAGE_BYTES}
     if gevent_active():
         options["thread_class"] = _ReadWhenReadable
-    return options
+    state.app.config.setdefault("SOCK_SERVER_OPTIONS", options)
+
+
+def _no_websocket_compression() -> None:
+    # permessage-deflate keeps zlib state per connection (hundreds of KB) to shrink frames of
+    # ~1 KB; declining it is what lets one process hold ten thousand idle clients.
+    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+def _websocket_upgrade_required(_error: WebsocketMismatch) -> ResponseReturnValue:
+    # werkzeug's router refuses a plain GET of a websocket route before any view runs.
+    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+        # The opposite mismatch: a websocket handshake to a plain HTTP route.
+        return problem_response(
+            400, "bad_request", "Bad request", "This endpoint is not a websocket."
+        )
+    return problem_response(
+        400,
+        WEBSOCKET_UPGRADE_REQUIRED,
+        "Websocket upgrade required",
+        "This endpoint is a websocket: open it with a websocket handshake"
+        " (`Connection: Upgrade`, `Upgrade: websocket`).",
+    )
 
 
 class _ReadWhenReadable:
