@@ -1,4 +1,4 @@
-"""Real-time endpoints (API.md): checkout status over websocket and SSE, customer websocket.
+"""Real-time endpoints (docs/streams.md): checkout status over websocket and SSE; customer ws.
 
 Handlers only authenticate, open a stream (app/streams/service.py) and write its items in their
 wire format; the websocket mechanics live in app/streams/transport.py. Browsers cannot set
@@ -287,6 +287,7 @@ def _sse(stream: StatusStream) -> Iterator[str]:
         query=StreamQuery,
         responses={200: CheckoutOut},
         tags=["checkout"],
+        errors={429: TooManyStreams.code},
         extra_responses={
             200: {
                 "description": (
