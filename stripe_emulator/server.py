@@ -16,10 +16,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from . import objects as O
-from .engine import Engine, _snapshot
+from .engine import Engine
 from .errors import StripeError, invalid
 from .forms import FormError, canonical, decode
 from .operations import OPERATIONS, build_router
+from .params import snapshot as _snapshot
 from .webhooks import Dispatcher
 
 IDEMPOTENCY_TTL = 24 * 3600
