@@ -12,7 +12,8 @@ import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from . import objects as O
@@ -132,7 +133,15 @@ class App:
         conn.respond(resp)
 
     # ------------------------------------------------------------------ Stripe API
-    def handle_api(self, conn, method, path, query, headers, body) -> None:
+    def handle_api(
+        self,
+        conn: HTTPConnection,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
         engine = self.engine
         request_id = O.new_id("req", 14)
         idem_key = headers.get("idempotency-key") if method == "POST" else None
@@ -318,7 +327,9 @@ class App:
         self._finish_fault(finish, resp, fault)
 
     @staticmethod
-    def _finish_fault(finish, resp, fault) -> None:
+    def _finish_fault(
+        finish: Callable[..., None], resp: Response, fault: dict[str, Any] | None
+    ) -> None:
         if fault is not None and fault["kind"] in ("timeout", "reset"):
             finish(resp, fault["kind"], float(fault.get("timeout_seconds", 2.0)))
         else:
@@ -342,7 +353,9 @@ class App:
         return None
 
     # ------------------------------------------------------------------ control API
-    def handle_control(self, method, path, query, body, headers) -> Response:
+    def handle_control(
+        self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
+    ) -> Response:
         engine, disp = self.engine, self.dispatcher
         try:
             data = json.loads(body) if body.strip() else {}
@@ -566,14 +579,14 @@ class HTTPConnection(asyncio.Protocol):
         self.hold = False  # a fault holds the connection: ignore further input
         self.keep_alive = True
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -664,7 +677,7 @@ class HTTPConnection(asyncio.Protocol):
         self.transport.abort()
 
 
-async def serve(host: str, port: int, app: App, ready=None) -> None:
+async def serve(host: str, port: int, app: App, ready: Callable[[int], None] | None = None) -> None:
     loop = asyncio.get_running_loop()
     app.loop = loop
     app.dispatcher.loop = loop
