@@ -169,20 +169,14 @@ class PaymentIntents(PaymentMethods):
                 "payment_intent_unexpected_state",
                 extra={"payment_intent": snapshot(pi)},
             )
-        pm = self._payment_method_from_confirm_params(params)
-        if params.get("confirmation_token"):
-            self.objects[params["confirmation_token"]]["payment_intent"] = pi["id"]
-        if pm is None and pi["payment_method"]:
-            pm = self.objects[pi["payment_method"]]
-        if pm is None:
-            raise invalid(
-                "You cannot confirm this PaymentIntent because it's missing a payment "
-                "method. To confirm the PaymentIntent with "
-                f"{pi['customer'] or 'a customer'}, specify a payment method attached "
-                "to this customer along with the customer ID.",
-                "payment_method",
-                "payment_intent_unexpected_state",
-            )
+        pm = self._payment_method_to_confirm(
+            pi,
+            params,
+            "You cannot confirm this PaymentIntent because it's missing a payment "
+            "method. To confirm the PaymentIntent with "
+            f"{pi['customer'] or 'a customer'}, specify a payment method attached "
+            "to this customer along with the customer ID.",
+        )
         for key in ("receipt_email", "setup_future_usage", "shipping"):
             if key in params:
                 pi[key] = params[key] or None
@@ -271,13 +265,12 @@ class PaymentIntents(PaymentMethods):
 
     def authenticate_payment_intent(self, pi_id: str, outcome: object) -> StripeObject:
         """Control API: finish (or fail) the 3-D Secure step of ``pi_id``."""
-        pi = self._require("payment_intent", pi_id, "payment_intent")
-        if pi["status"] != "requires_action":
-            raise invalid(f"PaymentIntent {pi_id} is {pi['status']}, not requires_action.")
-        pm = self.objects[pi["payment_method"]]
-        if outcome == "succeed":
+        pi, pm, authenticated = self._awaiting_authentication(
+            "payment_intent", pi_id, "PaymentIntent", outcome
+        )
+        if authenticated:
             self._succeed_payment(pi, pm)
-        elif outcome == "fail":
+        else:
             pi.update(
                 status="requires_payment_method",
                 next_action=None,
@@ -292,8 +285,6 @@ class PaymentIntents(PaymentMethods):
             )
             self.emit("payment_intent.payment_failed", pi)
             self._after_payment_failed(pi)
-        else:
-            raise invalid('outcome must be "succeed" or "fail"', "outcome")
         return pi
 
     # ----------------------------------------------------------------- charges and refunds

@@ -107,6 +107,31 @@ class PaymentMethods(EngineCore):
             return self._resolve_payment_method(params["payment_method"], "payment_method")
         return None
 
+    def _payment_method_to_confirm(
+        self, intent: StripeObject, params: Params, missing_message: str
+    ) -> StripeObject:
+        """The card a Payment/SetupIntent confirmation uses: from the params, else its own."""
+        pm = self._payment_method_from_confirm_params(params)
+        if params.get("confirmation_token"):
+            # the token records what it confirmed: its payment_intent or setup_intent field
+            self.objects[params["confirmation_token"]][intent["object"]] = intent["id"]
+        if pm is None and intent["payment_method"]:
+            pm = self.objects[intent["payment_method"]]
+        if pm is None:
+            raise invalid(missing_message, "payment_method", f"{intent['object']}_unexpected_state")
+        return pm
+
+    def _awaiting_authentication(
+        self, kind: str, intent_id: str, label: str, outcome: object
+    ) -> tuple[StripeObject, StripeObject, bool]:
+        """Control API: (intent, its card, whether 3-D Secure succeeds) for ``outcome``."""
+        intent = self._require(kind, intent_id, kind)
+        if intent["status"] != "requires_action":
+            raise invalid(f"{label} {intent_id} is {intent['status']}, not requires_action.")
+        if outcome not in ("succeed", "fail"):
+            raise invalid('outcome must be "succeed" or "fail"', "outcome")
+        return intent, self.objects[intent["payment_method"]], outcome == "succeed"
+
     # ----------------------------------------------------------------- payment_methods
     def op_payment_methods_create(self, _id: str | None, params: Params) -> StripeObject:
         if params.get("type") != "card":

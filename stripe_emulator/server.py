@@ -62,6 +62,23 @@ def _json(status: int, obj: Any, headers: tuple = ()) -> Response:
     return Response(status, json.dumps(obj).encode(), headers)
 
 
+# POST /_emulator/{resource}/{id}/{action} -> what it does to the object (returned afterwards)
+_OBJECT_ACTIONS: dict[tuple[str, str], Callable[[Engine, str, dict[str, Any]], dict[str, Any]]] = {
+    ("payment_intents", "authenticate"): lambda engine, obj_id, data: (
+        engine.authenticate_payment_intent(obj_id, data.get("outcome"))
+    ),
+    ("setup_intents", "authenticate"): lambda engine, obj_id, data: (
+        engine.authenticate_setup_intent(obj_id, data.get("outcome"))
+    ),
+    ("subscriptions", "payment_method"): lambda engine, obj_id, data: (
+        engine.set_subscription_payment_method(obj_id, data["payment_method"])
+    ),
+    ("customers", "payment_method"): lambda engine, obj_id, data: engine.op_customers_update(
+        obj_id, {"invoice_settings": {"default_payment_method": data["payment_method"]}}
+    ),
+}
+
+
 class App:
     def __init__(
         self,
@@ -384,33 +401,10 @@ class App:
                 disp.remove_endpoints(data.get("id") or q.get("id"))
                 return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
             return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
-        if (
-            len(segs) == 3
-            and segs[0] in ("payment_intents", "setup_intents")
-            and segs[2] == "authenticate"
-            and method == "POST"
-        ):
+        object_action = _OBJECT_ACTIONS.get((segs[0], segs[2])) if len(segs) == 3 else None
+        if object_action is not None and method == "POST":
             with engine.lock:
-                if segs[0] == "payment_intents":
-                    obj = engine.authenticate_payment_intent(segs[1], data.get("outcome"))
-                else:
-                    obj = engine.authenticate_setup_intent(segs[1], data.get("outcome"))
-                return _json(200, _snapshot(obj))
-        if (
-            len(segs) == 3
-            and segs[0] in ("subscriptions", "customers")
-            and segs[2] == "payment_method"
-            and method == "POST"
-        ):
-            with engine.lock:
-                if segs[0] == "subscriptions":
-                    obj = engine.set_subscription_payment_method(segs[1], data["payment_method"])
-                else:
-                    obj = engine.op_customers_update(
-                        segs[1],
-                        {"invoice_settings": {"default_payment_method": data["payment_method"]}},
-                    )
-                return _json(200, _snapshot(obj))
+                return _json(200, _snapshot(object_action(engine, segs[1], data)))
         if route == "faults":
             if method == "DELETE":
                 self.faults = []

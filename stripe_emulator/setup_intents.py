@@ -47,17 +47,11 @@ class SetupIntents(PaymentMethods):
                 None,
                 "setup_intent_unexpected_state",
             )
-        pm = self._payment_method_from_confirm_params(params)
-        if params.get("confirmation_token"):
-            self.objects[params["confirmation_token"]]["setup_intent"] = si["id"]
-        if pm is None and si["payment_method"]:
-            pm = self.objects[si["payment_method"]]
-        if pm is None:
-            raise invalid(
-                "You cannot confirm this SetupIntent because it's missing a payment method.",
-                "payment_method",
-                "setup_intent_unexpected_state",
-            )
+        pm = self._payment_method_to_confirm(
+            si,
+            params,
+            "You cannot confirm this SetupIntent because it's missing a payment method.",
+        )
         si["payment_method"] = pm["id"]
         scenario = self._card_scenario(pm)
         if scenario == "3ds":
@@ -106,13 +100,12 @@ class SetupIntents(PaymentMethods):
 
     def authenticate_setup_intent(self, si_id: str, outcome: object) -> StripeObject:
         """Control API: finish (or fail) the 3-D Secure step of ``si_id``."""
-        si = self._require("setup_intent", si_id, "setup_intent")
-        if si["status"] != "requires_action":
-            raise invalid(f"SetupIntent {si_id} is {si['status']}, not requires_action.")
-        pm = self.objects[si["payment_method"]]
-        if outcome == "succeed":
+        si, pm, authenticated = self._awaiting_authentication(
+            "setup_intent", si_id, "SetupIntent", outcome
+        )
+        if authenticated:
             self._succeed_setup(si, pm)
-        elif outcome == "fail":
+        else:
             si.update(
                 status="requires_payment_method",
                 next_action=None,
@@ -125,6 +118,4 @@ class SetupIntents(PaymentMethods):
                 },
             )
             self.emit("setup_intent.setup_failed", si)
-        else:
-            raise invalid('outcome must be "succeed" or "fail"', "outcome")
         return si
