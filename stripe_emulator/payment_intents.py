@@ -75,16 +75,7 @@ class PaymentIntents(PaymentMethods):
         if params.get("customer"):
             self._require("customer", params["customer"], "customer", "customer")
         pi = objects.payment_intent(objects.new_id("pi"), self.now(), params)
-        apply_metadata(pi, params.get("metadata"))
-        if params.get("payment_method"):
-            pm = self._resolve_payment_method(params["payment_method"], "payment_method")
-            pi["payment_method"] = pm["id"]
-            pi["status"] = "requires_confirmation"
-        self._save(pi)
-        self.emit("payment_intent.created", pi)
-        if parse_bool(params.get("confirm", False), "confirm"):
-            self._confirm_payment_intent(pi, params)
-        return pi
+        return self._create_intent(pi, params, self._confirm_payment_intent)
 
     def op_payment_intents_retrieve(self, pi_id: str | None, params: Params) -> StripeObject:
         pi = self._require("payment_intent", pi_id, "payment_intent")

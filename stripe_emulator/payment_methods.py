@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from . import objects
 from .core import EngineCore
 from .errors import StripeError, invalid, missing
-from .params import Params, StripeObject, apply_metadata, missing_param, parse_int
+from .params import (
+    Params,
+    StripeObject,
+    apply_metadata,
+    missing_param,
+    parse_bool,
+    parse_int,
+)
 
 # card scenario -> (code, decline_code, message); "success" and "3ds" are not failures
 DECLINES: dict[str, tuple[str, str, str]] = {
@@ -106,6 +114,23 @@ class PaymentMethods(EngineCore):
         if params.get("payment_method"):
             return self._resolve_payment_method(params["payment_method"], "payment_method")
         return None
+
+    def _create_intent(
+        self,
+        intent: StripeObject,
+        params: Params,
+        confirm: Callable[[StripeObject, Params], StripeObject],
+    ) -> StripeObject:
+        """Finish creating a Payment/SetupIntent: card, metadata, event, then ``confirm=true``."""
+        apply_metadata(intent, params.get("metadata"))
+        if params.get("payment_method"):
+            pm = self._resolve_payment_method(params["payment_method"], "payment_method")
+            intent.update(payment_method=pm["id"], status="requires_confirmation")
+        self._save(intent)
+        self.emit(f"{intent['object']}.created", intent)
+        if parse_bool(params.get("confirm", False), "confirm"):
+            confirm(intent, params)
+        return intent
 
     def _payment_method_to_confirm(
         self, intent: StripeObject, params: Params, missing_message: str

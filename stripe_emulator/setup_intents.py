@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import objects
 from .errors import StripeError, invalid
-from .params import Params, StripeObject, apply_metadata, parse_bool, snapshot
+from .params import Params, StripeObject, snapshot
 from .payment_intents import AUTHENTICATION_FAILED_MESSAGE, check_client_secret
 from .payment_methods import CONFIRMABLE_STATUSES, DECLINES, PaymentMethods, card_error_doc_url
 
@@ -21,15 +21,7 @@ class SetupIntents(PaymentMethods):
         if params.get("customer"):
             self._require("customer", params["customer"], "customer", "customer")
         si = objects.setup_intent(objects.new_id("seti"), self.now(), params)
-        apply_metadata(si, params.get("metadata"))
-        if params.get("payment_method"):
-            pm = self._resolve_payment_method(params["payment_method"], "payment_method")
-            si.update(payment_method=pm["id"], status="requires_confirmation")
-        self._save(si)
-        self.emit("setup_intent.created", si)
-        if parse_bool(params.get("confirm", False), "confirm"):
-            self._confirm_setup_intent(si, params)
-        return si
+        return self._create_intent(si, params, self._confirm_setup_intent)
 
     def op_setup_intents_retrieve(self, si_id: str | None, params: Params) -> StripeObject:
         si = self._require("setup_intent", si_id, "setup_intent")
