@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from . import objects as O
+from . import objects
 from .engine import Engine
 from .errors import StripeError, invalid
 from .forms import FormError, canonical, decode
@@ -115,7 +115,7 @@ class App:
                     200,
                     {
                         "emulator": "stripe_emulator",
-                        "api_version": O.API_VERSION,
+                        "api_version": objects.API_VERSION,
                         "control": "/_emulator/...",
                     },
                 )
@@ -160,7 +160,7 @@ class App:
         body: bytes,
     ) -> None:
         engine = self.engine
-        request_id = O.new_id("req", 14)
+        request_id = objects.new_id("req", 14)
         idem_key = headers.get("idempotency-key") if method == "POST" else None
         raw = body.decode("utf-8", "replace") if method == "POST" else query
         if method == "POST" and query:
@@ -641,7 +641,7 @@ class HTTPConnection(asyncio.Protocol):
         parts = [
             f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Unknown')}\r\n"
             f"Content-Type: {resp.content_type}\r\nContent-Length: {len(resp.body)}\r\n"
-            f"Stripe-Version: {O.API_VERSION}\r\n"
+            f"Stripe-Version: {objects.API_VERSION}\r\n"
         ]
         for name, value in resp.headers:
             parts.append(f"{name}: {value}\r\n")
