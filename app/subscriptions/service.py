@@ -27,8 +27,8 @@ from app import stripe_sync
 from app.auth import CustomerPrincipal
 from app.catalog.mirror import ensure_stripe_price
 from app.catalog.service import PriceNotFound, get_active_price
-from app.checkout.payments import ensure_stripe_customer
 from app.checkout.service import AlreadySubscribed
+from app.checkout.stripe_steps import ensure_stripe_customer
 from app.db import db
 from app.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from app.stripe_gateway import (
