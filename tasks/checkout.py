@@ -20,6 +20,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app import jobs
 from app.checkout import stripe_steps
 from app.stripe_gateway import TransientStripeError
 
@@ -75,7 +76,7 @@ def _retry_or_give_up(task: Task, checkout_id: uuid.UUID, stage: str, error: Exc
 
 
 @shared_task(
-    name="checkout.prepare",
+    name=jobs.CHECKOUT_PREPARE,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -92,7 +93,7 @@ def prepare(self: Task, checkout_id: str) -> None:
 
 
 @shared_task(
-    name="checkout.confirm",
+    name=jobs.CHECKOUT_CONFIRM,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -130,7 +131,7 @@ _AUTORETRY: dict[str, Any] = {
 }
 
 
-@shared_task(name="checkout.reconcile", **_AUTORETRY)
+@shared_task(name=jobs.CHECKOUT_RECONCILE, **_AUTORETRY)
 def reconcile(self: Task, checkout_id: str) -> None:
     """Settle a checkout from Stripe's current view (used after 3-D Secure, by the sweeper)."""
     stripe_steps.refresh_checkout(uuid.UUID(checkout_id))
@@ -138,12 +139,12 @@ def reconcile(self: Task, checkout_id: str) -> None:
 
 # Not bounded in Postgres: an overdue checkout stays overdue, and the next beat run enqueues it
 # again.
-@shared_task(name="checkout.expire", **_AUTORETRY)
+@shared_task(name=jobs.CHECKOUT_EXPIRE, **_AUTORETRY)
 def expire(self: Task, checkout_id: str) -> None:
     stripe_steps.expire_checkout(uuid.UUID(checkout_id))
 
 
-@shared_task(name="checkout.expire_overdue")
+@shared_task(name=jobs.CHECKOUT_EXPIRE_OVERDUE)
 def expire_overdue() -> int:
     """Beat: expire every checkout past `expires_at`, each in its own task."""
     checkout_ids = stripe_steps.overdue_checkout_ids()
