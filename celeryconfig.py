@@ -25,7 +25,8 @@ task_soft_time_limit = 30
 task_time_limit = 60
 
 # An unacknowledged message is redelivered after this many seconds. It must exceed the longest
-# retry countdown plus run time, or a waiting task is delivered twice (STACK_NOTES.md); retries
+# retry countdown plus run time, or a waiting task is delivered twice (Redis re-delivers any
+# message not acknowledged within it, including one held back by a countdown); retries
 # here back off for at most 5 minutes. A worker killed mid-task is covered sooner by the beat
 # sweepers (unprocessed inbox events, stuck checkouts).
 broker_transport_options = {

@@ -39,7 +39,8 @@ from models.checkout import (
 )
 from models.subscription import LIVE_STATUSES
 
-# `Prefer: wait=N` is capped here (API.md).
+# `Prefer: wait=N` (N seconds to wait for the client secret) is capped here: N ≤ 10 is the
+# documented range, so a client asking for more gets 10, not a longer-held connection.
 MAX_WAIT_SECONDS = 10
 _POLL_FIRST_SECONDS = 0.01
 _POLL_MAX_SECONDS = 0.1

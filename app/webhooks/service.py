@@ -37,9 +37,9 @@ from models.stripe_event import FAILED, IGNORED, PENDING, PROCESSED
 
 log = logging.getLogger(__name__)
 
-# The event types BillingOS acts on (DESIGN.md, lifecycle step 4); `handlers.HANDLERS` has one
-# handler for each. Kept here so the web process, which only stores events, does not import
-# the handlers (and through them stripe_sync, the gateway and the entitlements service).
+# The event types BillingOS acts on; `handlers.HANDLERS` has one handler for each. Kept here so
+# the web process, which only stores events, does not import the handlers (and through them
+# stripe_sync, the gateway and the entitlements service).
 HANDLED_EVENT_TYPES = frozenset(
     {
         "payment_intent.succeeded",
