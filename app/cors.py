@@ -21,7 +21,7 @@ properties of requests and responses.
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from werkzeug.datastructures import HeaderSet
 from werkzeug.exceptions import HTTPException
 
@@ -35,6 +35,7 @@ EXPOSED_HEADERS = ("X-BillingOS-Version", "ETag", "Retry-After", "Preference-App
 MAX_AGE_SECONDS = 600
 # The credential kinds a browser may hold (see app/api.py).
 _BROWSER_AUTH = ("session_token", "any")
+_REFUSED_KEY = "billingos.origin_refused"
 
 
 class OriginNotAllowed(Forbidden):
@@ -64,7 +65,7 @@ def check_origin() -> None:
         return
     settings = request_api_settings()
     if settings is None or origin not in settings.allowed_origins:
-        g.origin_refused = True
+        request.environ[_REFUSED_KEY] = True
         raise OriginNotAllowed(
             f"The origin {origin} is not allowed for this organization; add it to the "
             "organization's allowed origins."
@@ -99,7 +100,7 @@ def _preflight() -> Response | None:
 
 
 def _allowed_for_response(origin: str) -> bool:
-    if g.get("origin_refused"):
+    if request.environ.get(_REFUSED_KEY):
         return False
     settings = request_api_settings()
     if settings is not None:

@@ -149,14 +149,15 @@ def _operation(
         standard.add(422)
     if op.auth is not None:
         standard |= {401, 403}
-    if components.version == SDK_2026_01_01 and 422 in standard:
-        standard = (standard - {422}) | {400}  # the dialect answers validation errors as 400
-    for status in sorted(standard | set(op.errors)):
+    errors = dict(op.errors)
+    if components.version == SDK_2026_01_01:
+        # The dialect answers validation errors as 400.
+        standard = {400 if s == 422 else s for s in standard}
+        errors = {400 if s == 422 else s: code for s, code in errors.items()}
+    for status in sorted(standard | set(errors)):
         doc["responses"].setdefault(
             str(status),
-            _problem(
-                components.version, _STANDARD_ERRORS.get(status, "Error"), op.errors.get(status)
-            ),
+            _problem(components.version, _STANDARD_ERRORS.get(status, "Error"), errors.get(status)),
         )
     return doc
 

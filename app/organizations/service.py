@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g
+from flask import g, request
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 class OrganizationNotFound(NotFound):
     code = "organization_not_found"
     title = "Organization not found"
+
+
+_SETTINGS_KEY = "billingos.api_settings"
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,9 @@ def request_api_settings() -> ApiSettings | None:
     None before authentication, or when Postgres cannot answer: the response is then rendered
     as if no organization were known, rather than failing a second time.
     """
-    if "api_settings" in g:
-        cached: ApiSettings | None = g.api_settings
+    # Kept in the request's environ, not `g`: an app context can outlive one request.
+    if _SETTINGS_KEY in request.environ:
+        cached: ApiSettings | None = request.environ[_SETTINGS_KEY]
         return cached
     organization_id = g.get("organization_id")
     if organization_id is None:
@@ -58,7 +62,7 @@ def request_api_settings() -> ApiSettings | None:
         log.warning("organization settings unavailable")
         db.session.rollback()
         settings = None
-    g.api_settings = settings
+    request.environ[_SETTINGS_KEY] = settings
     return settings
 
 
@@ -85,5 +89,5 @@ def update_organization(organization_id: uuid.UUID, changes: dict[str, Any]) -> 
         organization.allowed_origins = list(dict.fromkeys(changes["allowed_origins"]))
     if "api_version" in changes:
         organization.api_version = changes["api_version"]
-    g.pop("api_settings", None)
+    request.environ.pop(_SETTINGS_KEY, None)
     return organization

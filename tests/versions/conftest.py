@@ -1,4 +1,4 @@
-"""The SDKs as they are: the exact headers and bodies `@billingos/sdk` and `@billingos/node` send."""
+"""The exact headers and bodies `@billingos/sdk` and `@billingos/node` send."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every SDK route, driven with exactly the bodies the SDKs send, asserting every field they read."""
+"""Every SDK route, driven with exactly the bodies the SDKs send; every field they read."""
 
 from __future__ import annotations
 
@@ -105,7 +105,10 @@ class TestNodeSdkSessionTokens:
         self, client: FlaskClient, merchant: Merchant
     ) -> None:
         token = mint(client, merchant)
-        assert client.get("/v1/products", headers=react_headers(token["sessionToken"])).status_code == 200
+        assert (
+            client.get("/v1/products", headers=react_headers(token["sessionToken"])).status_code
+            == 200
+        )
         response = client.delete(
             f"/v1/session-tokens/{token['id']}", headers=node_headers(merchant)
         )
@@ -125,7 +128,10 @@ class TestNodeSdkSessionTokens:
         token = mint(client, merchant)
         response = client.delete(f"/v1/session-tokens/{token['id']}", headers=other.headers)
         assert response.status_code == 404
-        assert client.get("/v1/products", headers=react_headers(token["sessionToken"])).status_code == 200
+        assert (
+            client.get("/v1/products", headers=react_headers(token["sessionToken"])).status_code
+            == 200
+        )
 
 
 # ---------------------------------------------------------------------- pricing table
