@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import click
 from sqlalchemy import select
@@ -11,11 +12,15 @@ from app.catalog import service as catalog
 from app.catalog.schemas import ProductCreate
 from app.customers.schemas import CustomerIn
 from app.db import db
+from app.organizations.schemas import ORIGIN_PATTERN
 from app.organizations.service import create_organization, issue_secret_key, organization_named
 from app.session_tokens import service as session_tokens
+from app.versions import KNOWN_VERSIONS, NEW_ORGANIZATION_VERSION
 from models import Product
 
 DEMO_ORGANIZATION = "BillingOS Demo"
+# The React dev servers' default origins (Next.js / Create React App, Vite).
+DEMO_ALLOWED_ORIGINS = ("http://localhost:3000", "http://localhost:5173")
 
 DEMO_PRODUCTS = [
     {
@@ -58,6 +63,13 @@ def billingos_cli() -> None:
     """BillingOS administration."""
 
 
+def _origins(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not re.fullmatch(ORIGIN_PATTERN, value):
+            raise click.BadParameter(f"{value!r} is not an origin like https://app.example.com")
+    return values
+
+
 def _print(payload: dict[str, object], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(payload))
@@ -70,12 +82,36 @@ def _print(payload: dict[str, object], as_json: bool) -> None:
 
 @billingos_cli.command("create-org")
 @click.argument("name")
+@click.option(
+    "--api-version",
+    type=click.Choice(KNOWN_VERSIONS),
+    default=NEW_ORGANIZATION_VERSION,
+    show_default=True,
+    help="The version requests without X-BillingOS-Version are rendered in.",
+)
+@click.option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    callback=lambda _ctx, _param, values: _origins(values),
+    help="A browser origin the SDK runs on, e.g. https://app.example.com (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create_org(name: str, as_json: bool) -> None:
+def create_org(
+    name: str, api_version: str, allowed_origins: tuple[str, ...], as_json: bool
+) -> None:
     """Create an organization and print its first secret key (shown only once)."""
-    organization, secret_key = create_organization(name)
+    organization, secret_key = create_organization(name, api_version, allowed_origins)
     db.session.commit()
-    _print({"organization_id": str(organization.id), "secret_key": secret_key}, as_json)
+    _print(
+        {
+            "organization_id": str(organization.id),
+            "secret_key": secret_key,
+            "api_version": organization.api_version,
+            "allowed_origins": list(organization.allowed_origins),
+        },
+        as_json,
+    )
 
 
 @billingos_cli.command("seed-demo")
@@ -87,11 +123,15 @@ def seed_demo(as_json: bool) -> None:
     """
     organization = organization_named(DEMO_ORGANIZATION)
     if organization is None:
-        organization, secret_key = create_organization(DEMO_ORGANIZATION)
+        organization, secret_key = create_organization(
+            DEMO_ORGANIZATION, allowed_origins=DEMO_ALLOWED_ORIGINS
+        )
         for product in DEMO_PRODUCTS:
             catalog.create_product(organization.id, ProductCreate.model_validate(product))
     else:
         secret_key = issue_secret_key(organization.id)
+        missing = [o for o in DEMO_ALLOWED_ORIGINS if o not in organization.allowed_origins]
+        organization.allowed_origins = [*organization.allowed_origins, *missing]
     db.session.flush()
     products = db.session.execute(
         select(Product)
@@ -107,6 +147,8 @@ def seed_demo(as_json: bool) -> None:
         {
             "organization_id": str(organization.id),
             "secret_key": secret_key,
+            "api_version": organization.api_version,
+            "allowed_origins": list(organization.allowed_origins),
             "products": product_list,
         },
         as_json,
