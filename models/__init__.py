@@ -9,6 +9,7 @@ from models.organization import ApiKey, Organization
 from models.payment import PaymentIntent
 from models.stripe_event import StripeEvent
 from models.subscription import Subscription
+from models.usage import UsageAggregate, UsageEvent, UsageRollup
 
 __all__ = [
     "ApiKey",
@@ -25,5 +26,8 @@ __all__ = [
     "SessionToken",
     "StripeEvent",
     "Subscription",
+    "UsageAggregate",
+    "UsageEvent",
+    "UsageRollup",
     "product_features",
 ]
