@@ -44,7 +44,13 @@ timezone = "UTC"
 enable_utc = True
 
 # The task modules the worker loads; between them they register every name in `app.jobs.ALL`.
-imports = ("tasks.catalog", "tasks.checkout", "tasks.stripe_events", "tasks.maintenance")
+imports = (
+    "tasks.catalog",
+    "tasks.checkout",
+    "tasks.stripe_events",
+    "tasks.maintenance",
+    "tasks.usage",
+)
 
 beat_schedule: dict[str, dict[str, object]] = {
     # Webhook inbox (issue 5): resend events whose task was lost, settle checkouts a webhook
@@ -63,6 +69,12 @@ beat_schedule: dict[str, dict[str, object]] = {
     },
     # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
     # incomplete subscription in Stripe and mark it expired.
+    # Usage metering (issue 15): ledger rows of closed periods older than the retention window
+    # move into daily rollups (the period totals are already in usage_aggregates).
+    "roll-up-usage-ledger": {
+        "task": jobs.USAGE_ROLL_UP_LEDGER,
+        "schedule": 3600.0,
+    },
     "expire-overdue-checkouts": {
         "task": jobs.CHECKOUT_EXPIRE_OVERDUE,
         "schedule": 60.0,

@@ -28,6 +28,8 @@ MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS = "maintenance.requeue_unprocessed_events
 MAINTENANCE_RECONCILE_STUCK_CHECKOUTS = "maintenance.reconcile_stuck_checkouts"
 MAINTENANCE_PRUNE_PROCESSED_EVENTS = "maintenance.prune_processed_events"
 
+USAGE_ROLL_UP_LEDGER = "usage.roll_up_ledger"
+
 ALL = frozenset(
     {
         CATALOG_MIRROR_PRODUCT,
@@ -38,6 +40,7 @@ ALL = frozenset(
         CHECKOUT_EXPIRE_OVERDUE,
         STRIPE_PROCESS_EVENT,
         MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS,
+        USAGE_ROLL_UP_LEDGER,
         MAINTENANCE_RECONCILE_STUCK_CHECKOUTS,
         MAINTENANCE_PRUNE_PROCESSED_EVENTS,
     }

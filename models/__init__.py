@@ -1,7 +1,7 @@
 """SQLAlchemy models: Postgres is the source of truth; Redis only caches and carries messages."""
 
 from models.base import Base
-from models.catalog import Feature, Product, ProductPrice, product_features
+from models.catalog import Feature, Product, ProductFeature, ProductPrice, product_features
 from models.checkout import CheckoutSession, IllegalTransition
 from models.customer import Customer, SessionToken
 from models.entitlement import Entitlement
@@ -22,6 +22,7 @@ __all__ = [
     "Organization",
     "PaymentIntent",
     "Product",
+    "ProductFeature",
     "ProductPrice",
     "SessionToken",
     "StripeEvent",

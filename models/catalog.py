@@ -88,6 +88,23 @@ class Product(IdMixin, TimestampMixin, Base):
     features: Mapped[list[Feature]] = relationship(
         secondary=product_features, order_by="Feature.key"
     )
+    # The same rows with the limit each grants (read-only: `features` writes the links).
+    feature_grants: Mapped[list[ProductFeature]] = relationship(viewonly=True)
+
+    def limit_of(self, feature_id: uuid.UUID) -> int | None:
+        return next(
+            (g.limit_value for g in self.feature_grants if g.feature_id == feature_id), None
+        )
+
+
+class ProductFeature(Base):
+    """A product's grant of a feature, with its limit."""
+
+    __table__ = product_features
+
+    product_id: Mapped[uuid.UUID]
+    feature_id: Mapped[uuid.UUID]
+    limit_value: Mapped[int | None]
 
 
 class ProductPrice(IdMixin, TimestampMixin, Base):
