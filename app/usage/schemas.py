@@ -38,6 +38,8 @@ class TrackUsageIn(RequestModel):
     quantity: int = Field(ge=1, le=MAX_LIMIT)
     timestamp: datetime | None = Field(
         default=None,
+        # Strict bodies take no strings for datetimes; an ISO 8601 string is how JSON sends one.
+        strict=False,
         description="When the usage happened (default now); it must fall in the current period.",
     )
     idempotency_key: str | None = Field(
