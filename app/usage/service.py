@@ -8,7 +8,8 @@ Rules (documented for merchants in docs/usage.md):
   period (`current_period_start`..`current_period_end`, moved by Stripe at each renewal, so
   the count restarts at renewal); otherwise over the calendar month (or year, the feature's
   `period`) in UTC. Among several subscriptions, the period of the one granting the largest
-  limit counts.
+  limit counts. Usage is the sum of every period of the feature still open now, so usage
+  recorded under one subscription's period keeps counting after a switch to another's.
 - `track-usage` records only `usage_quota` features. A `numeric_limit` is a count the app owns
   (projects, seats): the app sends it as `?usage=` on check, and BillingOS stores none.
 - An event's `timestamp` must fall inside the current period (and not more than
@@ -32,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app import realtime
@@ -229,11 +230,17 @@ def _keyed(grants: list[FeatureGrant]) -> dict[str, FeatureGrant]:
 
 # --- tracking ------------------------------------------------------------------------------
 
+# What other periods still open now add to a feature's usage (see `_consumed`).
+_OTHER_OPEN_PERIODS = """
+SELECT coalesce(sum(o.consumed), 0) FROM usage_aggregates o
+WHERE o.customer_id = :customer_id AND o.feature_id = :feature_id
+  AND o.period_start <> :period_start AND o.period_start <= :now AND o.period_end > :now"""
+
 # One round trip: the ledger insert, and the aggregate upsert fed by its RETURNING, so the
 # aggregate moves only when the event is new. A concurrent insert of the same key waits on the
 # unique index and then inserts nothing, so a retry racing its original counts once.
 _TRACK_SQL = text(
-    """
+    f"""
 WITH inserted AS (
     INSERT INTO usage_events (organization_id, customer_id, feature_id, idempotency_key,
                               quantity, occurred_at, period_start, period_end, metadata)
@@ -241,23 +248,24 @@ WITH inserted AS (
             :occurred_at, :period_start, :period_end, CAST(:metadata AS jsonb))
     ON CONFLICT ON CONSTRAINT uq_usage_events_customer_id_idempotency_key DO NOTHING
     RETURNING customer_id, feature_id, period_start, period_end, quantity
+),
+counted AS (
+    INSERT INTO usage_aggregates AS a (customer_id, feature_id, period_start, period_end,
+                                       consumed, version, updated_at)
+    SELECT customer_id, feature_id, period_start, period_end, quantity, 1, now() FROM inserted
+    ON CONFLICT (customer_id, feature_id, period_start) DO UPDATE
+    SET consumed = a.consumed + EXCLUDED.consumed, version = a.version + 1,
+        period_end = EXCLUDED.period_end, updated_at = EXCLUDED.updated_at
+    RETURNING a.consumed, a.version
 )
-INSERT INTO usage_aggregates AS a (customer_id, feature_id, period_start, period_end, consumed,
-                                   version, updated_at)
-SELECT customer_id, feature_id, period_start, period_end, quantity, 1, now() FROM inserted
-ON CONFLICT (customer_id, feature_id, period_start) DO UPDATE
-SET consumed = a.consumed + EXCLUDED.consumed, version = a.version + 1,
-    period_end = EXCLUDED.period_end, updated_at = EXCLUDED.updated_at
-RETURNING a.consumed, a.version
+SELECT counted.version, counted.consumed + ({_OTHER_OPEN_PERIODS}) AS consumed FROM counted
 """
 )
 
 _ORIGINAL_SQL = text(
     """
-SELECT e.feature_id, e.quantity, e.period_start, e.period_end, coalesce(a.consumed, 0) AS consumed
+SELECT e.feature_id, e.quantity, e.period_start, e.period_end
 FROM usage_events e
-LEFT JOIN usage_aggregates a ON a.customer_id = e.customer_id AND a.feature_id = e.feature_id
-                            AND a.period_start = e.period_start
 WHERE e.customer_id = :customer_id AND e.idempotency_key = :idempotency_key
 """
 )
@@ -346,6 +354,7 @@ def track_usage(
             "period_start": period_start,
             "period_end": period_end,
             "metadata": json.dumps(event.metadata) if event.metadata is not None else None,
+            "now": now,
         },
     ).first()
     if row is None:
@@ -369,9 +378,10 @@ def _duplicate(
         raise IdempotencyKeyReused(
             "This idempotency key was already used for a different feature or quantity."
         )
+    consumed = _open_usage(customer_id, [feature_id]).get(str(feature_id), 0)
     return _track_out(
         event,
-        original.consumed,
+        consumed,
         limit,
         original.period_start,
         original.period_end,
@@ -409,18 +419,33 @@ def _track_out(
 # --- reading -------------------------------------------------------------------------------
 
 
-def _consumed(
-    customer_id: uuid.UUID, grants: list[FeatureGrant]
-) -> dict[tuple[str, datetime | None], int]:
-    keys = [(uuid.UUID(g.feature_id), g.period_start) for g in grants if g.period_start is not None]
-    if not keys:
-        return {}
-    rows = db.session.execute(
-        select(UsageAggregate.feature_id, UsageAggregate.period_start, UsageAggregate.consumed)
-        .where(UsageAggregate.customer_id == customer_id)
-        .where(tuple_(UsageAggregate.feature_id, UsageAggregate.period_start).in_(keys))
+def _consumed(customer_id: uuid.UUID, grants: list[FeatureGrant]) -> dict[str, int]:
+    """Usage by feature id: the totals of every period still open now.
+
+    Usually one period per feature. When the subscription whose period counts changes (the
+    customer cancels the larger of two plans) the usage recorded in the other period still
+    counts until that period ends, so a downgrade never wipes what was used.
+    """
+    return _open_usage(
+        customer_id, [uuid.UUID(g.feature_id) for g in grants if g.type == USAGE_QUOTA]
     )
-    return {(str(r.feature_id), r.period_start): r.consumed for r in rows}
+
+
+def _open_usage(customer_id: uuid.UUID, feature_ids: list[uuid.UUID]) -> dict[str, int]:
+    if not feature_ids:
+        return {}
+    now = utcnow()
+    rows = db.session.execute(
+        select(UsageAggregate.feature_id, func.sum(UsageAggregate.consumed).label("consumed"))
+        .where(
+            UsageAggregate.customer_id == customer_id,
+            UsageAggregate.feature_id.in_(feature_ids),
+            UsageAggregate.period_start <= now,
+            UsageAggregate.period_end > now,
+        )
+        .group_by(UsageAggregate.feature_id)
+    )
+    return {str(r.feature_id): int(r.consumed) for r in rows}
 
 
 def _access(grant: FeatureGrant, consumed: int, usage: int | None) -> FeatureAccessOut:
@@ -456,17 +481,14 @@ def check_feature(customer_id: uuid.UUID, feature_key: str, usage: int | None) -
     grant = feature_grants(customer_id).get(feature_key)
     if grant is None:
         return FeatureAccessOut(feature_key=feature_key, has_access=False)
-    consumed = _consumed(customer_id, [grant]).get((grant.feature_id, grant.period_start), 0)
+    consumed = _consumed(customer_id, [grant]).get(grant.feature_id, 0)
     return _access(grant, consumed, usage)
 
 
 def feature_access_list(customer_id: uuid.UUID) -> list[FeatureAccessOut]:
     grants = list(feature_grants(customer_id).values())
     consumed = _consumed(customer_id, grants)
-    return [
-        _access(g, consumed.get((g.feature_id, g.period_start), 0) if g.period_start else 0, None)
-        for g in grants
-    ]
+    return [_access(g, consumed.get(g.feature_id, 0), None) for g in grants]
 
 
 def usage_metrics(customer_id: uuid.UUID, feature_key: str | None) -> UsageMetricsOut:
@@ -479,7 +501,7 @@ def usage_metrics(customer_id: uuid.UUID, feature_key: str | None) -> UsageMetri
     metrics = []
     for grant in grants:
         assert grant.period_start is not None and grant.period_end is not None
-        used = consumed.get((grant.feature_id, grant.period_start), 0)
+        used = consumed.get(grant.feature_id, 0)
         metrics.append(
             UsageMetric(
                 feature_key=grant.feature_key,
