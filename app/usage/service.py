@@ -197,14 +197,14 @@ def _grants_ttl_ms(grants: list[FeatureGrant], now: datetime) -> int:
     return ttl_ms
 
 
-def feature_grants(customer_id: uuid.UUID) -> dict[str, FeatureGrant]:
+def feature_grants(customer_id: uuid.UUID, now: datetime | None = None) -> dict[str, FeatureGrant]:
     """The customer's grants by feature key: one Redis MGET when cached.
 
     Filled through a generation ticket taken before Postgres is read, exactly like the
     entitlement list, and voided by the same invalidation.
     """
     cache = entitlement_cache()
-    now = utcnow()
+    now = now or utcnow()
     try:
         found = cache.lookup(customer_id, GRANTS)
     except redis.RedisError:
@@ -295,7 +295,7 @@ def _metered_feature(
     organization_id: uuid.UUID, customer_id: uuid.UUID, feature_key: str, now: datetime
 ) -> tuple[uuid.UUID, int | None, datetime, datetime]:
     """(feature id, limit, period start, period end) of a usage_quota for this customer."""
-    grant = feature_grants(customer_id).get(feature_key)
+    grant = feature_grants(customer_id, now).get(feature_key)
     if grant is not None:
         if grant.type != USAGE_QUOTA:
             raise _not_metered(feature_key, grant.type)
@@ -325,10 +325,16 @@ def _not_metered(feature_key: str, feature_type: str) -> FeatureNotMetered:
 
 
 def track_usage(
-    organization_id: uuid.UUID, customer_id: uuid.UUID, event: UsageEventIn
+    organization_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    event: UsageEventIn,
+    now: datetime | None = None,
 ) -> TrackUsageOut:
-    """Record one usage event exactly once; the caller commits (which publishes the total)."""
-    now = utcnow()
+    """Record one usage event exactly once; the caller commits (which publishes the total).
+
+    `now` is the server's clock unless given (the period and the timestamp rule follow it).
+    """
+    now = now or utcnow()
     feature_id, limit, period_start, period_end = _metered_feature(
         organization_id, customer_id, event.feature_key, now
     )
@@ -358,7 +364,7 @@ def track_usage(
         },
     ).first()
     if row is None:
-        return _duplicate(customer_id, feature_id, idempotency_key, event, limit)
+        return _duplicate(customer_id, feature_id, idempotency_key, event, limit, now)
     out = _track_out(event, row.consumed, limit, period_start, period_end, duplicate=False)
     on_commit(session, lambda: realtime.publish_usage_updated(customer_id, out, row.version))
     return out
@@ -370,6 +376,7 @@ def _duplicate(
     idempotency_key: str,
     event: UsageEventIn,
     limit: int | None,
+    now: datetime,
 ) -> TrackUsageOut:
     original = db.session.execute(
         _ORIGINAL_SQL, {"customer_id": customer_id, "idempotency_key": idempotency_key}
@@ -378,7 +385,7 @@ def _duplicate(
         raise IdempotencyKeyReused(
             "This idempotency key was already used for a different feature or quantity."
         )
-    consumed = _open_usage(customer_id, [feature_id]).get(str(feature_id), 0)
+    consumed = _open_usage(customer_id, [feature_id], now).get(str(feature_id), 0)
     return _track_out(
         event,
         consumed,
@@ -419,22 +426,22 @@ def _track_out(
 # --- reading -------------------------------------------------------------------------------
 
 
-def _consumed(customer_id: uuid.UUID, grants: list[FeatureGrant]) -> dict[str, int]:
+def _consumed(customer_id: uuid.UUID, grants: list[FeatureGrant], now: datetime) -> dict[str, int]:
     """Usage by feature id: the totals of every period still open now.
 
     Usually one period per feature. When the subscription whose period counts changes (the
     customer cancels the larger of two plans) the usage recorded in the other period still
     counts until that period ends, so a downgrade never wipes what was used.
     """
-    return _open_usage(
-        customer_id, [uuid.UUID(g.feature_id) for g in grants if g.type == USAGE_QUOTA]
-    )
+    quotas = [uuid.UUID(g.feature_id) for g in grants if g.type == USAGE_QUOTA]
+    return _open_usage(customer_id, quotas, now)
 
 
-def _open_usage(customer_id: uuid.UUID, feature_ids: list[uuid.UUID]) -> dict[str, int]:
+def _open_usage(
+    customer_id: uuid.UUID, feature_ids: list[uuid.UUID], now: datetime
+) -> dict[str, int]:
     if not feature_ids:
         return {}
-    now = utcnow()
     rows = db.session.execute(
         select(UsageAggregate.feature_id, func.sum(UsageAggregate.consumed).label("consumed"))
         .where(
@@ -475,29 +482,36 @@ def _access(grant: FeatureGrant, consumed: int, usage: int | None) -> FeatureAcc
     )
 
 
-def check_feature(customer_id: uuid.UUID, feature_key: str, usage: int | None) -> FeatureAccessOut:
+def check_feature(
+    customer_id: uuid.UUID, feature_key: str, usage: int | None, now: datetime | None = None
+) -> FeatureAccessOut:
     """Whether the customer may use the feature now: granted, and (a quota) not used up or (a
     numeric limit, given the app's `usage` count) below its limit."""
-    grant = feature_grants(customer_id).get(feature_key)
+    now = now or utcnow()
+    grant = feature_grants(customer_id, now).get(feature_key)
     if grant is None:
         return FeatureAccessOut(feature_key=feature_key, has_access=False)
-    consumed = _consumed(customer_id, [grant]).get(grant.feature_id, 0)
+    consumed = _consumed(customer_id, [grant], now).get(grant.feature_id, 0)
     return _access(grant, consumed, usage)
 
 
 def feature_access_list(customer_id: uuid.UUID) -> list[FeatureAccessOut]:
-    grants = list(feature_grants(customer_id).values())
-    consumed = _consumed(customer_id, grants)
+    now = utcnow()
+    grants = list(feature_grants(customer_id, now).values())
+    consumed = _consumed(customer_id, grants, now)
     return [_access(g, consumed.get(g.feature_id, 0), None) for g in grants]
 
 
-def usage_metrics(customer_id: uuid.UUID, feature_key: str | None) -> UsageMetricsOut:
+def usage_metrics(
+    customer_id: uuid.UUID, feature_key: str | None, now: datetime | None = None
+) -> UsageMetricsOut:
+    now = now or utcnow()
     grants = [
         g
-        for g in feature_grants(customer_id).values()
+        for g in feature_grants(customer_id, now).values()
         if g.type == USAGE_QUOTA and (feature_key is None or g.feature_key == feature_key)
     ]
-    consumed = _consumed(customer_id, grants)
+    consumed = _consumed(customer_id, grants, now)
     metrics = []
     for grant in grants:
         assert grant.period_start is not None and grant.period_end is not None

@@ -25,9 +25,7 @@ class TestQuota:
         assert metric["current_usage"] == metric["consumed"] == 30
         assert metric["limit"] == 1000 and metric["feature_title"] == "API calls"
         assert metric["unit"] == "calls"
-        assert metric["period_start"].startswith(
-            subscription.current_period_start.isoformat()[:19]
-        )
+        assert metric["period_start"].startswith(subscription.current_period_start.isoformat()[:19])
         assert metric["period_end"].startswith(subscription.current_period_end.isoformat()[:19])
         only = client.get(
             "/v1/features/usage-metrics?feature_key=export", headers=buyer.headers

@@ -49,9 +49,7 @@ class TestExactlyOnce:
 
 
 class TestMerchantServerForm:
-    def test_the_secret_key_names_the_customer_by_external_id(
-        self, client, merchant, buyer, plans
-    ):
+    def test_the_secret_key_names_the_customer_by_external_id(self, client, merchant, buyer, plans):
         subscribe(buyer, plans.basic)
         response = client.post(
             "/v1/features/track-usage",
@@ -112,9 +110,7 @@ class TestRefused:
 
 
 class TestNotGranted:
-    def test_usage_without_a_grant_is_recorded_over_the_calendar_month(
-        self, client, buyer, plans
-    ):
+    def test_usage_without_a_grant_is_recorded_over_the_calendar_month(self, client, buyer, plans):
         response = track(client, buyer, 2, key="free-1")
         assert response.status_code == 200
         body = response.get_json()
