@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -59,6 +60,6 @@ def test_a_burst_of_usage_arrives_throttled_and_ends_on_the_latest_total(
     totals = [total for _at, total in arrivals]
     assert totals == sorted(totals)  # never backwards
     assert len(totals) < EVENTS  # coalesced, not one push per event
-    gaps = [later - earlier for (earlier, _), (later, _) in zip(arrivals, arrivals[1:])]
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(arrivals)]
     # The server spaces them; the network may bunch two a little closer on arrival.
     assert all(gap >= USAGE_MIN_INTERVAL_SECONDS * 0.6 for gap in gaps), gaps
