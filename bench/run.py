@@ -28,6 +28,7 @@ from bench.figures import (
     entitlements,
     event_processing,
     status_latency,
+    usage,
     webhook_ingest,
     webhook_to_client,
     websocket_capacity,
@@ -96,6 +97,7 @@ FIGURES: list[
             (*websocket_capacity.BROADCAST, websocket_capacity.GOALS[2]),
         ],
     ),
+    ("usage", usage.measure, usage.KEYS),
     ("emulator", emulator.measure, [(*emulator.KEY, emulator.GOAL)]),
 ]
 
