@@ -70,6 +70,13 @@ def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
                 ]
             )
         )
+        # Core statements bypass the identity map: refresh the features (the upsert may have
+        # renamed or redefined one this session holds) and the product's links to them.
+        session.execute(
+            select(Feature)
+            .where(Feature.id.in_(feature_ids.values()))
+            .execution_options(populate_existing=True)
+        ).all()
         session.expire(product, ["features", "feature_grants"])
     for price in data.prices:
         product.prices.append(
