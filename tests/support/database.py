@@ -11,17 +11,27 @@ from sqlalchemy.engine import make_url
 from models import Base
 
 
-def recreate_database(url: str) -> None:
+def _admin(url: str, *statements: str) -> None:
+    """Run `statements` (each with one `{}` for the database name) on the server's `postgres` db."""
     parsed = make_url(url)
     admin = psycopg2.connect(
         host=parsed.host, port=parsed.port or 5432, user=parsed.username, dbname="postgres"
     )
     admin.autocommit = True
-    with admin.cursor() as cur:
-        name = sql.Identifier(parsed.database)
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    admin.close()
+    try:
+        with admin.cursor() as cur:
+            for statement in statements:
+                cur.execute(sql.SQL(statement).format(sql.Identifier(parsed.database)))
+    finally:
+        admin.close()
+
+
+def recreate_database(url: str) -> None:
+    _admin(url, "DROP DATABASE IF EXISTS {} WITH (FORCE)", "CREATE DATABASE {}")
+
+
+def drop_database(url: str) -> None:
+    _admin(url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
 
 
 def alembic_config(url: str) -> Config:

@@ -13,20 +13,12 @@ how to wrap it in a fixture.
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 
-from tests.support.processes import ManagedProcess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.processes import ManagedProcess, free_port
 
 
 class WebServer(ManagedProcess):

@@ -25,8 +25,8 @@ from app.db import db
 from models import CheckoutSession, Product, ProductPrice, StripeEvent
 from models.base import utcnow
 from tasks.stripe_events import process_event
-from tests.conftest import TEST_REDIS_URL
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
+from tests.support.isolation import current_redis_url
 from tests.support.server import WebServer
 from tests.support.server import start_web_server as run_web_server
 from tests.support.stripe_fixtures import stripe_fixture_resources
@@ -101,22 +101,10 @@ def inbox_count() -> int:
     return len(db.session.execute(select(StripeEvent.id)).all())
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy (generous timeout, short interval)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
 def queued_event_ids() -> list[str]:
     """Stripe event ids of the `stripe.process_event` messages waiting in the broker."""
     ids = []
-    for raw in redis.Redis.from_url(TEST_REDIS_URL).lrange("celery", 0, -1):
+    for raw in redis.Redis.from_url(current_redis_url()).lrange("celery", 0, -1):
         message = json.loads(raw)
         if message["headers"]["task"] == "stripe.process_event":
             ids.append(json.loads(_body(message))[0][0])

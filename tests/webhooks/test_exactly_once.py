@@ -15,7 +15,7 @@ from app.webhooks import service
 from models import CheckoutSession, PaymentIntent, StripeEvent
 from models.stripe_event import PENDING, PROCESSED
 from tasks.stripe_events import process_event
-from tests.support.server import free_port
+from tests.support.processes import free_port, wait_until
 from tests.webhooks.conftest import (
     count,
     envelope,
@@ -28,7 +28,6 @@ from tests.webhooks.conftest import (
     signature_header,
     stripe_fixture,
     succeeded_payment_intent,
-    wait_until,
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from models.stripe_event import IGNORED, PENDING
-from tests.support.server import free_port
+from tests.support.processes import free_port
 from tests.webhooks.conftest import (
     WEBHOOK_PATH,
     envelope,
