@@ -148,7 +148,14 @@ class ProcessRegistry:
     """Starts processes and guarantees they are gone when the harness exits, however it exits."""
 
     def __init__(self, label: str) -> None:
-        self.log_dir = Path(tempfile.mkdtemp(prefix=f"billingos-{label}-"))
+        self.keep_logs = os.environ.get("BENCH_KEEP_LOGS") == "1"
+        # Logs kept on request are raw material: next to the results, in the ignored tmp/.
+        keep_dir = ROOT / "bench" / "results" / "tmp"
+        if self.keep_logs:
+            keep_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = Path(
+            tempfile.mkdtemp(prefix=f"billingos-{label}-", dir=keep_dir if self.keep_logs else None)
+        )
         self.processes: list[Managed] = []
         self.cleanups: list[Callable[[], None]] = []
         self._closed = False
@@ -191,7 +198,7 @@ class ProcessRegistry:
                 cleanup()
             except Exception as exc:  # a failed cleanup must not hide the others
                 print(f"[harness] cleanup failed: {exc}", flush=True)
-        if os.environ.get("BENCH_KEEP_LOGS") != "1":
+        if not self.keep_logs:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
 

@@ -36,7 +36,7 @@ _private_redis: PrivateRedis | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _private_redis
-    if config.option.dist != "no" and not RUN.is_xdist_worker:
+    if getattr(config.option, "dist", "no") != "no" and not RUN.is_xdist_worker:
         return  # the xdist controller runs no test: its workers start their own Redis
     url, _private_redis = RUN.start_redis()
     os.environ["REDIS_URL"] = url
