@@ -38,6 +38,7 @@ from app.realtime import (
     checkout_status,
     customer_channel,
     entitlements_message,
+    newer_version,
     parse_update,
     subscription_message,
 )
@@ -183,7 +184,7 @@ class StatusStream:
         # (a subscription's, the entitlement list's), so they are never compared across keys.
         for update in updates:
             key = update.key
-            if key not in self._sent or _newer(update.version, self._sent[key]):
+            if key not in self._sent or newer_version(update.version, self._sent[key]):
                 self._sent[key] = update.version
                 yield update
 
@@ -259,11 +260,6 @@ class StatusStream:
                     del reloaded
         finally:
             self.close()
-
-
-def _newer(version: int | None, than: int | None) -> bool:
-    # `is_newer` on versions: an unversioned message is always passed on.
-    return version is None or than is None or version > than
 
 
 def checkout_stream(
