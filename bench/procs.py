@@ -23,15 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+# One free_port for the harnesses and the tests.
+from tests.support.processes import free_port as free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel picks it; never a fixed port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_nofile_limit(target: int = 20_000) -> None:

@@ -1,4 +1,5 @@
-"""The test database: created fresh by running the migrations, emptied between tests."""
+"""Test and bench databases: created fresh by running the migrations, emptied between tests,
+dropped at the end (the bench harness uses the same create/drop)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ def _admin(url: str, *statements: str) -> None:
     """Run `statements` (each with one `{}` for the database name) on the server's `postgres` db."""
     parsed = make_url(url)
     admin = psycopg2.connect(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username, dbname="postgres"
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        dbname="postgres",
     )
     admin.autocommit = True
     try:
