@@ -20,12 +20,13 @@ import pytest
 import stripe
 
 from bench.figures.event_processing import completion_rate
-from bench.loadgen import run_load, sign_stripe_payload, stripe_event
+from bench.loadgen import run_load
 from bench.plots import write_plots
 from bench.procs import ROOT, ProcessRegistry
 from bench.results import Figure, markdown_table, not_available, write_results
 from bench.stats import percentile, ratio, steady_rate, summarize_latencies
 from bench.wsclient import decode_frame, encode_client_frame
+from tests.support.stripe_webhooks import envelope, signature_header
 
 
 class TestPercentile:
@@ -130,17 +131,15 @@ class TestResultFiles:
 
 class TestStripeSignature:
     def test_the_generated_signature_verifies_with_the_stripe_library(self) -> None:
-        payload = json.dumps(stripe_event("evt_1", "payment_intent.succeeded", {"id": "pi_1"}))
-        header = sign_stripe_payload(payload, "whsec_test")
+        payload = json.dumps(envelope("payment_intent.succeeded", {"id": "pi_1"}, event_id="evt_1"))
+        header = signature_header(payload, "whsec_test")
         event = stripe.Webhook.construct_event(payload, header, "whsec_test")
         assert event["id"] == "evt_1"
 
     def test_a_signature_for_another_secret_does_not_verify(self) -> None:
-        payload = json.dumps(stripe_event("evt_1", "payment_intent.succeeded", {"id": "pi_1"}))
+        payload = json.dumps(envelope("payment_intent.succeeded", {"id": "pi_1"}, event_id="evt_1"))
         with pytest.raises(stripe.SignatureVerificationError):
-            stripe.Webhook.construct_event(
-                payload, sign_stripe_payload(payload, "whsec_a"), "whsec_b"
-            )
+            stripe.Webhook.construct_event(payload, signature_header(payload, "whsec_a"), "whsec_b")
 
 
 class _Handler(BaseHTTPRequestHandler):
