@@ -20,6 +20,9 @@ import urllib.request
 
 from tests.support.processes import ManagedProcess, free_port
 
+# What gunicorn logs when its port is taken (it retries, then exits).
+PORT_TAKEN = "Connection in use"
+
 
 class WebServer(ManagedProcess):
     def __init__(self, port: int, workers: int, env: dict[str, str] | None = None) -> None:
@@ -59,6 +62,13 @@ class WebServer(ManagedProcess):
 def start_web_server(
     workers: int = 1, env: dict[str, str] | None = None, timeout: float = 60.0
 ) -> WebServer:
-    server = WebServer(free_port(), workers, env)
-    server.start()
-    return server.wait_ready(timeout)
+    for attempt in range(1, 4):
+        server = WebServer(free_port(), workers, env)
+        server.start()
+        try:
+            return server.wait_ready(timeout)
+        except RuntimeError:
+            # Another process (a parallel test run) bound the free port first: take another.
+            if attempt == 3 or PORT_TAKEN not in server.log():
+                raise
+    raise AssertionError("unreachable")
