@@ -3,32 +3,21 @@ dropped at the end (the bench harness uses the same create/drop)."""
 
 from __future__ import annotations
 
-import psycopg2
 from alembic import command
 from alembic.config import Config
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
 from models import Base
+from scripts.ensure_database import admin_connection
 
 
 def _admin(url: str, *statements: str) -> None:
     """Run `statements` (each with one `{}` for the database name) on the server's `postgres` db."""
-    parsed = make_url(url)
-    admin = psycopg2.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        dbname="postgres",
-    )
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            for statement in statements:
-                cur.execute(sql.SQL(statement).format(sql.Identifier(parsed.database)))
-    finally:
-        admin.close()
+    name = sql.Identifier(make_url(url).database)
+    with admin_connection(url) as admin, admin.cursor() as cur:
+        for statement in statements:
+            cur.execute(sql.SQL(statement).format(name))
 
 
 def recreate_database(url: str) -> None:
