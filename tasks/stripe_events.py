@@ -20,6 +20,7 @@ import random
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from app import jobs
 from app.webhooks import service
 from tasks.transient import is_transient
 
@@ -33,7 +34,7 @@ def _is_transient(error: BaseException) -> bool:
 
 
 @shared_task(
-    name="stripe.process_event",
+    name=jobs.STRIPE_PROCESS_EVENT,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
