@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,28 @@ class ApiSettings:
     allowed_origins: tuple[str, ...]
 
 
+# Read on every request that sends no version header or comes from a browser, so each process
+# keeps them briefly instead of asking Postgres each time. A change made through this process is
+# seen at once; other processes see it within this many seconds.
+SETTINGS_TTL_SECONDS = 10.0
+_MAX_CACHED = 10_000
+_cache: dict[uuid.UUID, tuple[float, ApiSettings]] = {}
+
+
 def api_settings(organization_id: uuid.UUID) -> ApiSettings | None:
+    now = time.monotonic()
+    cached = _cache.get(organization_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    settings = _load_api_settings(organization_id)
+    if settings is not None:
+        if len(_cache) >= _MAX_CACHED:
+            _cache.clear()
+        _cache[organization_id] = (now + SETTINGS_TTL_SECONDS, settings)
+    return settings
+
+
+def _load_api_settings(organization_id: uuid.UUID) -> ApiSettings | None:
     row = db.session.execute(
         select(Organization.api_version, Organization.allowed_origins).where(
             Organization.id == organization_id
@@ -89,5 +111,10 @@ def update_organization(organization_id: uuid.UUID, changes: dict[str, Any]) -> 
         organization.allowed_origins = list(dict.fromkeys(changes["allowed_origins"]))
     if "api_version" in changes:
         organization.api_version = changes["api_version"]
-    request.environ.pop(_SETTINGS_KEY, None)
     return organization
+
+
+def forget_api_settings(organization_id: uuid.UUID) -> None:
+    """After a committed change: this request and this process read the new settings."""
+    request.environ.pop(_SETTINGS_KEY, None)
+    _cache.pop(organization_id, None)
