@@ -88,6 +88,7 @@ class Settings:
     checkout_rate_limit: int = 30
     checkout_rate_window_seconds: int = 60
     db_pool_size: int = 10
+    realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
     # test | live: the mode of the credentials this deployment mints and accepts.
     mode: str = "test"
     # Where a credential of the other mode belongs (the hosts the SDKs pick from a prefix).
@@ -135,6 +136,7 @@ class Settings:
                 env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
+            "realtime": realtime_settings(env),
             "mode": billing_mode,
             "test_api_url": env.get("BILLINGOS_TEST_API_URL") or defaults.test_api_url,
             "live_api_url": env.get("BILLINGOS_LIVE_API_URL") or defaults.live_api_url,
@@ -145,3 +147,38 @@ class Settings:
                 raise TypeError(f"unknown setting {key}")
             values[key] = value
         return cls(**values)
+
+
+# --------------------------------------------------------------------------- real time
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    """Websocket/SSE streams and their Redis subscriber; each from `REALTIME_<NAME>`."""
+
+    ws_ping_seconds: float = 20.0
+    sse_ping_seconds: float = 15.0
+    # A stream with nothing but pings for this long is closed; the client reconnects and gets
+    # the snapshot. A checkout lives one hour, so the default outlives it.
+    idle_timeout_seconds: float = 3900.0
+    # A client that cannot take one frame within this is disconnected.
+    send_timeout_seconds: float = 10.0
+    redis_ping_seconds: float = 15.0
+    redis_read_timeout_seconds: float = 45.0
+    reconnect_backoff_max_seconds: float = 5.0
+    subscribe_timeout_seconds: float = 5.0
+    unsubscribe_grace_seconds: float = 30.0
+    # Open websocket/SSE streams at once, counted across every web process (Redis leases).
+    max_streams_per_token: int = 10
+    max_streams_per_customer: int = 30
+    # A stream's lease outlives a crashed process by at most this; renewed at a third of it.
+    stream_lease_seconds: float = 60.0
+
+
+def realtime_settings(env: dict[str, str]) -> RealtimeSettings:
+    defaults = RealtimeSettings()
+    values: dict[str, Any] = {}
+    for f in fields(RealtimeSettings):
+        name, default = f"REALTIME_{f.name.upper()}", getattr(defaults, f.name)
+        values[f.name] = (_int if isinstance(default, int) else _float)(env, name, default)
+    return RealtimeSettings(**values)

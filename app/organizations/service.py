@@ -1,4 +1,5 @@
-"""An organization's API settings: its default API version and the browser origins it allows."""
+"""Organizations (the merchants): creation, secret keys, and their API settings — the default
+API version and the browser origins allowed to call the SDK routes."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from flask import g, request
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.auth import digest, generate_secret_key
 from app.db import db
 from app.errors import NotFound
-from models import Organization
+from models import ApiKey, Organization
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +120,35 @@ def forget_api_settings(organization_id: uuid.UUID) -> None:
     """After a committed change: this request and this process read the new settings."""
     request.environ.pop(_SETTINGS_KEY, None)
     _cache.pop(organization_id, None)
+
+
+def create_organization(
+    name: str, api_version: str, allowed_origins: tuple[str, ...] = ()
+) -> tuple[Organization, str]:
+    """A new organization and its first secret key (returned once; only its digest is stored)."""
+    organization = Organization(
+        name=name, api_version=api_version, allowed_origins=list(dict.fromkeys(allowed_origins))
+    )
+    db.session.add(organization)
+    db.session.flush()
+    secret_key = issue_secret_key(organization.id)
+    return organization, secret_key
+
+
+def issue_secret_key(organization_id: uuid.UUID) -> str:
+    secret_key = generate_secret_key()
+    db.session.add(
+        ApiKey(
+            organization_id=organization_id,
+            key_hash=digest(secret_key),
+            key_prefix=secret_key[:16],
+        )
+    )
+    return secret_key
+
+
+def organization_named(name: str) -> Organization | None:
+    """An organization with this name, if any (names are not unique: any one of them)."""
+    return db.session.execute(
+        select(Organization).where(Organization.name == name).limit(1)
+    ).scalar_one_or_none()

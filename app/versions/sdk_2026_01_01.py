@@ -29,9 +29,10 @@ from app.checkout.schemas import (
     CheckoutCreate,
     checkout_out,
 )
+from app.customers.schemas import CustomerIn
 from app.db import db
 from app.errors import ApiError, Conflict, ServiceUnavailable
-from app.session_tokens.schemas import CustomerIn, SessionTokenCreate
+from app.session_tokens.schemas import SessionTokenCreate
 from app.subscriptions import service as subscriptions
 from app.versions import SDK_2026_01_01, RouteTranslator, translates
 from models import CheckoutSession, Product, Subscription
