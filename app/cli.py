@@ -90,7 +90,7 @@ def seed_demo(as_json: bool) -> None:
     organization = organization_named(DEMO_ORGANIZATION)
     if organization is None:
         organization, secret_key = create_organization(
-            DEMO_ORGANIZATION, allowed_origins=DEMO_ALLOWED_ORIGINS
+            DEMO_ORGANIZATION, NEW_ORGANIZATION_VERSION, DEMO_ALLOWED_ORIGINS
         )
         for product in DEMO_PRODUCTS:
             catalog.create_product(organization.id, ProductCreate.model_validate(product))

@@ -40,10 +40,7 @@ def create_session_token(body: SessionTokenCreate) -> ResponseReturnValue:
     )
     db.session.commit()
     out = SessionTokenOut(
-        id=str(row.id),
-        token=token,
-        expires_at=row.expires_at,
-        customer=customer_out(customer),
+        id=str(row.id), token=token, expires_at=row.expires_at, customer=customer_out(customer)
     )
     return json_response(out, 201)
 

@@ -81,7 +81,7 @@ class TestModes:
     ) -> None:
         from app.organizations.service import create_organization
 
-        _organization, secret_key = create_organization("Live shop")
+        _organization, secret_key = create_organization("Live shop", "2026-01-01")
         db.session.commit()
         assert secret_key.startswith("sk_live_")
         minted = client.post(
