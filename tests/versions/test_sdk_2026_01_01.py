@@ -12,9 +12,9 @@ from app.db import db
 from app.entitlements.service import recompute_entitlements
 from app.versions import V2026_11_27, sdk_2026_01_01
 from models import Customer
-from tests.checkout.conftest import eventually
 from tests.factories import Merchant
 from tests.support.ownership import make_purchase, make_subscription
+from tests.support.processes import wait_until
 from tests.versions.conftest import Catalog, mint, node_headers, react_headers
 
 
@@ -261,7 +261,7 @@ class TestCheckout:
             details = polled.get_json()
             return details if details["status"] == "completed" else None
 
-        details = eventually(completed, what="the checkout to complete")
+        details = wait_until(completed, what="the checkout to complete")
         _assert_checkout_session(details, catalog)
         assert details["state"] == "succeeded"
         assert details["priceId"] == str(catalog.monthly.id)
