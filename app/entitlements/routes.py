@@ -11,7 +11,7 @@ from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
 from app.api import ANY_CREDENTIAL, SESSION_TOKEN, json_response, operation
-from app.auth import CustomerPrincipal, current_customer, current_principal
+from app.auth import current_customer, current_principal
 from app.db import db
 from app.entitlements.schemas import (
     FeatureAccessList,
@@ -70,18 +70,7 @@ def feature_entitlements() -> ResponseReturnValue:
 )
 def track_usage(body: TrackUsageIn) -> ResponseReturnValue:
     principal = current_principal()
-    if isinstance(principal, CustomerPrincipal):
-        if body.customer_external_id is not None:
-            raise usage.CustomerRequired(
-                "A session token tracks its own customer: omit customer_external_id."
-            )
-        customer_id = principal.customer_id
-    else:
-        if body.customer_external_id is None:
-            raise usage.CustomerRequired("With a secret key, name the customer_external_id.")
-        customer_id = usage.customer_by_external_id(
-            principal.organization_id, body.customer_external_id
-        )
+    customer_id = usage.tracked_customer(principal, body.customer_external_id)
     out = usage.track_usage(
         principal.organization_id,
         customer_id,

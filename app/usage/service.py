@@ -37,6 +37,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app import realtime
+from app.auth import CustomerPrincipal, MerchantPrincipal
 from app.catalog.schemas import LIMITED_TYPES
 from app.db import db, on_commit
 from app.entitlements.cache import CACHE_TTL_SECONDS, GRANTS
@@ -278,6 +279,21 @@ class UsageEventIn:
     idempotency_key: str | None = None
     timestamp: datetime | None = None
     metadata: dict[str, Any] | None = None
+
+
+def tracked_customer(
+    principal: MerchantPrincipal | CustomerPrincipal, customer_external_id: str | None
+) -> uuid.UUID:
+    """Whose usage it is: a session token's own customer, or the one a secret key names."""
+    if isinstance(principal, CustomerPrincipal):
+        if customer_external_id is not None:
+            raise CustomerRequired(
+                "A session token tracks its own customer: omit customer_external_id."
+            )
+        return principal.customer_id
+    if customer_external_id is None:
+        raise CustomerRequired("With a secret key, name the customer_external_id.")
+    return customer_by_external_id(principal.organization_id, customer_external_id)
 
 
 def customer_by_external_id(organization_id: uuid.UUID, external_id: str) -> uuid.UUID:
