@@ -29,6 +29,7 @@ from typing import Final
 from sqlalchemy import select
 
 from app.db import db
+from app.metrics import STREAM_CONNECTIONS
 from app.realtime import (
     SubscriberHub,
     Update,
@@ -151,6 +152,8 @@ class StatusStream:
         self._sent: dict[str, int | None] = {}
         self._snapshot: list[Update] | None = None
         self.end_reason: str | None = None
+        # Counted in the open-streams gauge between a successful open() and close().
+        self._counted = False
 
     def open(self) -> bool:
         """Subscribe, then read the snapshot; False (nothing held) if there is nothing to see."""
@@ -165,10 +168,15 @@ class StatusStream:
             self.end_reason = NOT_FOUND
             return False
         self._snapshot = snapshot
+        STREAM_CONNECTIONS.inc()
+        self._counted = True
         return True
 
     def close(self) -> None:
         self._hub.unwatch(self.watcher)
+        if self._counted:
+            self._counted = False
+            STREAM_CONNECTIONS.dec()
 
     def __iter__(self) -> Iterator[Update | _Ping]:
         # `_run` itself, not a generator around it: one generator level less held by each of
