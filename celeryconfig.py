@@ -40,7 +40,13 @@ task_send_sent_event = False
 timezone = "UTC"
 enable_utc = True
 
-imports = ("tasks.catalog", "tasks.checkout", "tasks.stripe_events", "tasks.maintenance")
+imports = (
+    "tasks.catalog",
+    "tasks.checkout",
+    "tasks.stripe_events",
+    "tasks.maintenance",
+    "tasks.retention",
+)
 
 beat_schedule: dict[str, dict[str, object]] = {
     # Webhook inbox (issue 5): resend events whose task was lost, settle checkouts a webhook
@@ -56,6 +62,12 @@ beat_schedule: dict[str, dict[str, object]] = {
     "prune-processed-stripe-events": {
         "task": "maintenance.prune_processed_events",
         "schedule": 6 * 3600.0,
+    },
+    # Retention: expired session tokens deleted, finished checkouts' client secrets and done
+    # inbox payloads scrubbed (horizons in days are settings; see tasks/retention.py).
+    "apply-retention": {
+        "task": "maintenance.apply_retention",
+        "schedule": 3600.0,
     },
     # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
     # incomplete subscription in Stripe and mark it expired.
