@@ -60,7 +60,9 @@ def _event(status: str, received_ago: timedelta) -> str:
         "object": "event",
         "type": "payment_intent.succeeded",
         "created": 1_700_000_000,
-        "data": {"object": {"receipt_email": "buyer@example.com", "client_secret": "pi_x_secret_y"}},
+        "data": {
+            "object": {"receipt_email": "buyer@example.com", "client_secret": "pi_x_secret_y"}
+        },
     }
     db.session.add(
         StripeEvent(
