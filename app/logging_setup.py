@@ -192,12 +192,30 @@ GUNICORN_LOGCONFIG: dict[str, Any] = {
     "root": {"level": "INFO", "handlers": ["json"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["json"], "propagate": False},
+        # On the logger as well: it must read the access line's atoms before a redacting
+        # filter added to the logger (gunicorn.conf.py) replaces them.
+        "gunicorn.access": {
+            "level": "INFO",
+            "handlers": ["json"],
+            "filters": ["context"],
+            "propagate": False,
+        },
     },
 }
 
 
 _MASKED = frozenset({"message", "exc_info", "stack_info", *CONTEXT_FIELDS})
+
+
+def _redact_value(value: Any) -> Any:
+    # Celery passes task arguments as `extra={"data": {...}}`.
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item) for item in value]
+    return value
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -220,7 +238,7 @@ class JsonLineFormatter(JsonFormatter):
         # Fields passed with `extra=` are not part of the message the filter masked (masking
         # the message again would mask the mask).
         return {
-            key: redact(value) if isinstance(value, str) and key not in _MASKED else value
+            key: value if key in _MASKED else _redact_value(value)
             for key, value in log_data.items()
         }
 
