@@ -31,10 +31,17 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client import values as _values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
+
+# prometheus_client picks per-process or multi-process values when it is first imported, and
+# the `celery` command imports it (through Flower's command plugin) before any of our code, so
+# before tasks/worker.py can set the directory: choose again, before the first metric exists.
+if _values.ValueClass is _values.MutexValue and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _values.ValueClass = _values.get_value_class()
 
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
