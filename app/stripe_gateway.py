@@ -618,3 +618,14 @@ class StripeGateway:
                 params=params, options={"idempotency_key": idempotency_key}
             )
         )
+
+    # ------------------------------------------------------------------ operations (doctor)
+
+    def check_credentials(self) -> None:
+        """The cheapest authenticated call: proves the key works and Stripe answers."""
+        self._call(lambda: self.client.v1.customers.list(params={"limit": 1}))
+
+    def list_webhook_endpoints(self) -> list[stripe.WebhookEndpoint]:
+        return list(
+            self._call(lambda: self.client.v1.webhook_endpoints.list(params={"limit": 100})).data
+        )
