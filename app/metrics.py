@@ -35,6 +35,8 @@ from prometheus_client import values as _values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app import jobs
+
 log = logging.getLogger(__name__)
 
 # prometheus_client picks per-process or multi-process values when it is first imported, and
@@ -100,11 +102,6 @@ STRIPE_SECONDS = Histogram(
     ["operation"],
     buckets=_SLOW,
 )
-
-# Task names whose result feeds a metric of its own.
-PROCESS_EVENT_TASK = "stripe.process_event"
-REQUEUE_EVENTS_TASK = "maintenance.requeue_unprocessed_events"
-RECONCILE_CHECKOUT_TASK = "checkout.reconcile"
 
 
 def _multiprocess_dir() -> str | None:
@@ -231,9 +228,13 @@ def _task_finished(
         TASK_SECONDS.labels(task.name).observe(time.perf_counter() - started)
     if state == "SUCCESS":
         TASKS.labels(task.name, "success").inc()
-        if task.name == PROCESS_EVENT_TASK and isinstance(retval, str):
+        if task.name == jobs.STRIPE_PROCESS_EVENT and isinstance(retval, str):
             WEBHOOK_EVENTS_PROCESSED.labels(retval).inc()
-        elif task.name == REQUEUE_EVENTS_TASK and isinstance(retval, int) and retval:
+        elif (
+            task.name == jobs.MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS
+            and isinstance(retval, int)
+            and retval
+        ):
             RECONCILER_REPAIRS.labels("event_requeued").inc(retval)
 
 
@@ -299,7 +300,7 @@ def _on_checkout_status(target: Any, value: str, old: Any, _initiator: Any) -> N
     session = object_session(target)
     if session is None:
         return
-    repaired = current_task() == RECONCILE_CHECKOUT_TASK
+    repaired = current_task() == jobs.CHECKOUT_RECONCILE
 
     def count() -> None:
         CHECKOUTS_SETTLED.labels(value).inc()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from celery import shared_task
 from flask import current_app
 
-from app import retention, settings_of
+from app import jobs, retention, settings_of
 from app.db import db
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _in_batches(job: Callable[..., int], older_than_days: int) -> int:
             return total
 
 
-@shared_task(name="maintenance.apply_retention")
+@shared_task(name=jobs.MAINTENANCE_APPLY_RETENTION)
 def apply_retention() -> dict[str, int]:
     settings = settings_of(current_app)
     jobs: dict[str, tuple[Callable[..., int], int]] = {

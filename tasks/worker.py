@@ -4,7 +4,7 @@ import os
 import tempfile
 
 # The worker's metrics endpoint (WORKER_METRICS_PORT, app/metrics.py) aggregates its pool
-# processes through files in this directory; it must be set before prometheus_client loads.
+# processes through files in this directory; it must be set before the first metric exists.
 if os.environ.get("WORKER_METRICS_PORT"):
     os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="billingos-prometheus-worker-")
