@@ -16,6 +16,7 @@ twice or concurrently (a second run finds nothing left to do).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -28,6 +29,16 @@ from models.stripe_event import IGNORED, PROCESSED
 BATCH_SIZE = 1000
 
 
+def _batch_of(model: Any, *conditions: Any, batch_size: int) -> Any:
+    """The ids of up to `batch_size` rows past their horizon, as a subquery."""
+    return select(model.id).where(*conditions).limit(batch_size).scalar_subquery()
+
+
+def _run(session: Session, statement: Any) -> int:
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def prune_expired_session_tokens(
     session: Session,
     *,
@@ -36,18 +47,8 @@ def prune_expired_session_tokens(
     now: datetime | None = None,
 ) -> int:
     cutoff = (now or utcnow()) - timedelta(days=older_than_days)
-    batch = (
-        select(SessionToken.id)
-        .where(SessionToken.expires_at < cutoff)
-        .limit(batch_size)
-        .scalar_subquery()
-    )
-    result = session.execute(
-        delete(SessionToken)
-        .where(SessionToken.id.in_(batch))
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    batch = _batch_of(SessionToken, SessionToken.expires_at < cutoff, batch_size=batch_size)
+    return _run(session, delete(SessionToken).where(SessionToken.id.in_(batch)))
 
 
 def scrub_client_secrets(
@@ -58,25 +59,19 @@ def scrub_client_secrets(
     now: datetime | None = None,
 ) -> int:
     cutoff = (now or utcnow()) - timedelta(days=older_than_days)
-    batch = (
-        select(CheckoutSession.id)
-        .where(
-            CheckoutSession.client_secret.is_not(None),
-            CheckoutSession.status.in_(FINISHED_STATUSES),
-            CheckoutSession.completed_at < cutoff,
-        )
-        .limit(batch_size)
-        .scalar_subquery()
+    batch = _batch_of(
+        CheckoutSession,
+        CheckoutSession.client_secret.is_not(None),
+        CheckoutSession.status.in_(FINISHED_STATUSES),
+        CheckoutSession.completed_at < cutoff,
+        batch_size=batch_size,
     )
     # No version bump and no real-time message: nothing a client can see changes (the API
     # stops showing a finished checkout's secret, which it no longer needs).
-    result = session.execute(
-        update(CheckoutSession)
-        .where(CheckoutSession.id.in_(batch))
-        .values(client_secret=None)
-        .execution_options(synchronize_session=False)
+    return _run(
+        session,
+        update(CheckoutSession).where(CheckoutSession.id.in_(batch)).values(client_secret=None),
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def scrub_event_payloads(
@@ -87,32 +82,20 @@ def scrub_event_payloads(
     now: datetime | None = None,
 ) -> int:
     now = now or utcnow()
-    cutoff = now - timedelta(days=older_than_days)
-    batch = (
-        select(StripeEvent.id)
-        .where(
-            StripeEvent.payload_scrubbed_at.is_(None),
-            StripeEvent.status.in_((PROCESSED, IGNORED)),
-            StripeEvent.received_at < cutoff,
-        )
-        .limit(batch_size)
-        .scalar_subquery()
+    batch = _batch_of(
+        StripeEvent,
+        StripeEvent.payload_scrubbed_at.is_(None),
+        StripeEvent.status.in_((PROCESSED, IGNORED)),
+        StripeEvent.received_at < now - timedelta(days=older_than_days),
+        batch_size=batch_size,
     )
     payload = StripeEvent.payload
     envelope = func.jsonb_build_object(
-        "id",
-        payload["id"],
-        "object",
-        payload["object"],
-        "type",
-        payload["type"],
-        "created",
-        payload["created"],
+        *(part for key in ("id", "object", "type", "created") for part in (key, payload[key]))
     )
-    result = session.execute(
+    return _run(
+        session,
         update(StripeEvent)
         .where(StripeEvent.id.in_(batch))
-        .values(payload=envelope, payload_scrubbed_at=now)
-        .execution_options(synchronize_session=False)
+        .values(payload=envelope, payload_scrubbed_at=now),
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

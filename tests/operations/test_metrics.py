@@ -20,10 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.db import db
 from app.logging_setup import bound
 from app.stripe_gateway import TransientStripeError, get_gateway
-from models import CheckoutSession, StripeEvent
-from models.base import utcnow
 from tests.checkout.conftest import eventually
 from tests.factories import Buyer, make_product
+from tests.operations.conftest import checkout_row, stored_event
 from tests.support.processes import start_celery_worker
 from tests.support.server import free_port, start_web_server
 
@@ -39,41 +38,6 @@ def scraped(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 total += s.value
     return total
-
-
-def _stored_event(
-    status: str, received_ago: timedelta, payload: dict[str, Any] | None = None
-) -> str:
-    event_id = f"evt_{secrets.token_hex(12)}"
-    db.session.add(
-        StripeEvent(
-            stripe_event_id=event_id,
-            type="customer.updated",
-            payload=payload or {"id": event_id, "type": "customer.updated"},
-            status=status,
-            received_at=utcnow() - received_ago,
-        )
-    )
-    db.session.commit()
-    return event_id
-
-
-def _checkout(buyer: Buyer, price: Any, status: str = "processing") -> CheckoutSession:
-    checkout = CheckoutSession(
-        organization_id=buyer.organization_id,
-        customer_id=buyer.customer_id,
-        product_id=price.product_id,
-        price_id=price.id,
-        idempotency_key=f"test:{uuid.uuid4()}",
-        status=status,
-        amount=price.amount,
-        currency=price.currency,
-        intent_type="payment",
-        expires_at=utcnow() + timedelta(hours=1),
-    )
-    db.session.add(checkout)
-    db.session.commit()
-    return checkout
 
 
 class TestWebMetrics:
@@ -96,10 +60,10 @@ class TestWebMetrics:
     def test_inbox_backlog_and_oldest_pending_age_are_read_at_scrape_time(
         self, client: Any
     ) -> None:
-        _stored_event("pending", timedelta(minutes=10))
-        _stored_event("pending", timedelta(seconds=5))
-        _stored_event("failed", timedelta(hours=1))
-        _stored_event("processed", timedelta(days=1))
+        stored_event("pending", timedelta(minutes=10))
+        stored_event("pending", timedelta(seconds=5))
+        stored_event("failed", timedelta(hours=1))
+        stored_event("processed", timedelta(days=1))
         body = client.get("/metrics").get_data(as_text=True)
         assert scraped(body, "billingos_inbox_pending_events") == 2
         assert 600 <= scraped(body, "billingos_inbox_oldest_pending_seconds") < 700
@@ -179,18 +143,18 @@ class TestCheckoutMetrics:
         settled = sample("billingos_checkouts_settled_total", status="succeeded")
         repairs = sample("billingos_reconciler_repairs_total", kind="checkout_settled")
 
-        rolled_back = _checkout(buyer, price)
+        rolled_back = checkout_row(buyer, price)
         rolled_back.transition("succeeded")
         db.session.rollback()
         assert sample("billingos_checkouts_settled_total", status="succeeded") == settled
 
-        _checkout(buyer, price).transition("succeeded")
+        checkout_row(buyer, price).transition("succeeded")
         db.session.commit()
         assert sample("billingos_checkouts_settled_total", status="succeeded") == settled + 1
         assert sample("billingos_reconciler_repairs_total", kind="checkout_settled") == repairs
 
         with bound(task="checkout.reconcile"):
-            _checkout(buyer, price).transition("succeeded")
+            checkout_row(buyer, price).transition("succeeded")
             db.session.commit()
         assert sample("billingos_checkouts_settled_total", status="succeeded") == settled + 2
         assert sample("billingos_reconciler_repairs_total", kind="checkout_settled") == repairs + 1
@@ -221,7 +185,7 @@ class TestMultiProcess:
         port = free_port()
         worker = start_celery_worker(concurrency=2, env={"WORKER_METRICS_PORT": str(port)})
         try:
-            event_ids = [_stored_event("pending", timedelta(0)) for _ in range(4)]
+            event_ids = [stored_event("pending", timedelta(0)) for _ in range(4)]
             for event_id in event_ids:
                 celery_app.send_task("stripe.process_event", args=(event_id,))
             # A task that fails: a checkout id that is not one.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from models import CheckoutSession, SessionToken, StripeEvent
 from models.base import utcnow
 from tasks.retention import apply_retention
 from tests.factories import Buyer, make_buyer, make_product
+from tests.operations.conftest import checkout_row, stored_event
 
 DAY = timedelta(days=1)
 
@@ -32,49 +32,24 @@ def _age_token(buyer: Buyer, expired_ago: timedelta) -> None:
     db.session.commit()
 
 
-def _checkout(buyer: Buyer, price: Any, status: str, completed_ago: timedelta | None) -> uuid.UUID:
-    now = utcnow()
-    checkout = CheckoutSession(
-        organization_id=buyer.organization_id,
-        customer_id=buyer.customer_id,
-        product_id=price.product_id,
-        price_id=price.id,
-        idempotency_key=f"test:{uuid.uuid4()}",
-        status=status,
-        amount=price.amount,
-        currency=price.currency,
-        intent_type="payment",
-        client_secret=f"pi_{secrets.token_hex(8)}_secret_{secrets.token_hex(8)}",
-        expires_at=now + timedelta(hours=1),
-        completed_at=None if completed_ago is None else now - completed_ago,
-    )
-    db.session.add(checkout)
-    db.session.commit()
-    return checkout.id
+def _checkout(buyer: Buyer, price: Any, status: str, completed_ago: timedelta | None) -> Any:
+    secret = f"pi_{secrets.token_hex(8)}_secret_{secrets.token_hex(8)}"
+    completed_at = None if completed_ago is None else utcnow() - completed_ago
+    return checkout_row(buyer, price, status, client_secret=secret, completed_at=completed_at).id
 
 
 def _event(status: str, received_ago: timedelta) -> str:
-    event_id = f"evt_{secrets.token_hex(12)}"
-    payload = {
-        "id": event_id,
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "created": 1_700_000_000,
-        "data": {
-            "object": {"receipt_email": "buyer@example.com", "client_secret": "pi_x_secret_y"}
+    return stored_event(
+        status,
+        received_ago,
+        {
+            "type": "payment_intent.succeeded",
+            "created": 1_700_000_000,
+            "data": {
+                "object": {"receipt_email": "buyer@example.com", "client_secret": "pi_x_secret_y"}
+            },
         },
-    }
-    db.session.add(
-        StripeEvent(
-            stripe_event_id=event_id,
-            type=payload["type"],
-            payload=payload,
-            status=status,
-            received_at=utcnow() - received_ago,
-        )
     )
-    db.session.commit()
-    return event_id
 
 
 def _row(model: Any, **where: Any) -> Any:
