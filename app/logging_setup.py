@@ -345,6 +345,13 @@ def connect_celery_signals() -> None:
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
+def bind_to_request(**values: Any) -> None:
+    """`bind()` for the rest of the current request only (undone when it ends)."""
+    from flask import g
+
+    g.setdefault("log_tokens", {}).update(bind(**values))
+
+
 def init_request_logging(app: Any) -> None:
     """Bind a request id (and the checkout in the URL) for each request; echo the id back."""
     from flask import g, request

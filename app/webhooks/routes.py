@@ -56,7 +56,7 @@ def receive_stripe_webhook() -> ResponseReturnValue:
     payload = request.get_data(cache=False)
     secret = settings_of(current_app).stripe_webhook_secret
     event = service.verify_event(payload, request.headers.get("Stripe-Signature"), secret)
-    log_context.bind(stripe_event_id=event["id"])
+    log_context.bind_to_request(stripe_event_id=event["id"])
     assert db.engine is not None
     try:
         # A connection of its own rather than the ORM session: this path does one statement.

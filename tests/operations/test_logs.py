@@ -22,7 +22,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.db import db
-from app.logging_setup import JsonLineFormatter, RedactingFilter, bound, sane_request_id
+from app.logging_setup import (
+    JsonLineFormatter,
+    RedactingFilter,
+    bound,
+    current_context,
+    sane_request_id,
+)
 from tests.checkout.conftest import eventually
 from tests.factories import make_buyer, make_merchant, make_product
 from tests.support.processes import ManagedProcess
@@ -311,3 +317,9 @@ class TestRequestIdHeader:
         assert generated != "bad id!" and len(generated) == 32
         # Also on an error answer.
         assert client.get("/no/such/route").headers["X-Request-Id"]
+
+    def test_ids_bound_in_a_request_do_not_outlive_it(self, client: Any) -> None:
+        # The test client runs requests in this thread: a leftover id would tag whatever this
+        # thread logs or enqueues next.
+        client.get("/healthz", headers={"X-Request-Id": "short-lived"})
+        assert "request_id" not in current_context()
