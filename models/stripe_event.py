@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, IdMixin, TimestampMixin, utcnow
+from models.base import Base, IdMixin, TimestampMixin, sql_in_list, utcnow
 
 PENDING = "pending"
 PROCESSED = "processed"
@@ -32,9 +32,7 @@ class StripeEvent(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "stripe_events"
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", "status_known"
-        ),
+        CheckConstraint(f"status IN ({sql_in_list(STATUSES)})", "status_known"),
         Index("ix_stripe_events_status_received_at", "status", "received_at"),
         # Done events whose payload the retention job has yet to scrub.
         Index(
