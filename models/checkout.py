@@ -97,7 +97,7 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
             "ix_checkout_sessions_unscrubbed_completed_at",
             "completed_at",
             postgresql_where=text(
-                f"client_secret IS NOT NULL AND status IN ({_status_list(FINISHED_STATUSES)})"
+                f"client_secret IS NOT NULL AND status IN ({sql_in_list(FINISHED_STATUSES)})"
             ),
         ),
     )

@@ -39,7 +39,7 @@ class StripeEvent(IdMixin, TimestampMixin, Base):
             "ix_stripe_events_unscrubbed_received_at",
             "received_at",
             postgresql_where=text(
-                f"payload_scrubbed_at IS NULL AND status IN ('{PROCESSED}', '{IGNORED}')"
+                f"payload_scrubbed_at IS NULL AND status IN ({sql_in_list((PROCESSED, IGNORED))})"
             ),
         ),
     )

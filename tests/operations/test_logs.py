@@ -29,9 +29,8 @@ from app.logging_setup import (
     current_context,
     sane_request_id,
 )
-from tests.checkout.conftest import eventually
 from tests.factories import make_buyer, make_merchant, make_product
-from tests.support.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, wait_until
 from tests.support.server import WebServer, start_web_server
 
 EMAIL = "jane.buyer@example.org"
@@ -135,7 +134,7 @@ class TestLogLines:
             assert created.status_code in (201, 202), created.text
             assert created.headers["X-Request-Id"] == f"req-{name}-create"
             checkout_id = created.json()["id"]
-            opened = eventually(
+            opened = wait_until(
                 lambda cid=checkout_id, n=name: (
                     (body := call("GET", f"/v1/checkout/{cid}/status", f"req-{n}-poll").json())[
                         "status"
@@ -154,7 +153,7 @@ class TestLogLines:
                 json={"payment_method_id": card},
             )
             assert confirmed.status_code == 202, confirmed.text
-            outcomes[name] = eventually(
+            outcomes[name] = wait_until(
                 lambda cid=checkout_id, n=name: (
                     (body := call("GET", f"/v1/checkout/{cid}/status", f"req-{n}-poll").json())[
                         "status"
@@ -205,8 +204,8 @@ class TestLogLines:
         def crash_logged() -> bool:
             return f"stripe event {crash_id} failed" in processes["worker"].log()
 
-        eventually(crash_logged, timeout=60, what="the crash to be logged")
-        eventually(
+        wait_until(crash_logged, timeout=60, what="the crash to be logged")
+        wait_until(
             lambda: processes["worker"].log().count('"stripe.process_event"') > len(delivered),
             timeout=60,
             what="the webhooks to be processed",

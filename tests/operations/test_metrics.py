@@ -20,10 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.db import db
 from app.logging_setup import bound
 from app.stripe_gateway import TransientStripeError, get_gateway
-from tests.checkout.conftest import eventually
 from tests.factories import Buyer, make_product
 from tests.operations.conftest import checkout_row, stored_event
-from tests.support.processes import start_celery_worker
+from tests.support.processes import start_celery_worker, wait_until
 from tests.support.server import free_port, start_web_server
 
 
@@ -204,7 +203,7 @@ class TestMultiProcess:
                 )
                 return body if ok == 4 and failed == 1 else None
 
-            body = eventually(done, timeout=60, what="the worker's metrics")
+            body = wait_until(done, timeout=60, what="the worker's metrics")
         finally:
             worker.stop()
         assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None  # the worker set its own

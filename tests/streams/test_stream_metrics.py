@@ -5,9 +5,9 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.checkout.conftest import eventually
 from tests.streams.clients import EventStream
 from tests.streams.conftest import advance
+from tests.support.processes import wait_until
 
 
 def _open_streams(server) -> float:
@@ -33,8 +33,8 @@ def test_the_gauge_follows_streams_opening_and_ending(web_server, make_checkout,
 
     advance(checkouts[0].id, "canceled")
     streams[0].until_end()
-    eventually(lambda: _open_streams(web_server) == baseline + 1, what="one stream uncounted")
+    wait_until(lambda: _open_streams(web_server) == baseline + 1, what="one stream uncounted")
 
     advance(checkouts[1].id, "canceled")
     streams[1].until_end()
-    eventually(lambda: _open_streams(web_server) == baseline, what="both streams uncounted")
+    wait_until(lambda: _open_streams(web_server) == baseline, what="both streams uncounted")
