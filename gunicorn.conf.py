@@ -52,6 +52,11 @@ def _tune_gc():
 
 
 def on_starting(server):
+    # Check the secrets in the master, before any worker forks: a worker that fails to boot on
+    # them would be replaced forever, and the process would look up while answering nothing.
+    from app.config import Settings
+
+    Settings.from_env().require_safe_secrets()
     prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if prom_dir:
         os.makedirs(prom_dir, exist_ok=True)

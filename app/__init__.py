@@ -22,11 +22,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from tasks import init_celery
 
     settings = settings or Settings.from_env(**overrides)
+    settings.require_safe_secrets()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 
     app = Flask("billingos", static_folder=None)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         BILLINGOS=settings,
     )
