@@ -111,9 +111,7 @@ class Settings:
         if not self.stripe_secret_key:
             problems.append("missing required setting STRIPE_SECRET_KEY")
         elif self.stripe_secret_key.startswith(LIVE_KEY_PREFIXES) and not self.is_production:
-            problems.append(
-                "STRIPE_SECRET_KEY is a live key but BILLINGOS_ENV is not production"
-            )
+            problems.append("STRIPE_SECRET_KEY is a live key but BILLINGOS_ENV is not production")
         elif self.stripe_secret_key in PLACEHOLDER_STRIPE_KEYS and self._talks_to_stripe():
             problems.append("STRIPE_SECRET_KEY is a placeholder that only the emulator accepts")
         if self.is_production and not self.stripe_publishable_key:

@@ -16,14 +16,15 @@ import requests
 from tests.support.processes import ManagedProcess
 from tests.support.server import free_port
 
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 — asking Flower for it is the point of these tests
+
 
 def _outward_address() -> str | None:
     # The address other machines would reach this one on (no packet is sent for UDP connect).
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        with contextlib.suppress(OSError):
-            probe.connect(("192.0.2.123", 9))
-            address: str = probe.getsockname()[0]
-            return None if address.startswith("127.") else address
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, contextlib.suppress(OSError):
+        probe.connect(("192.0.2.123", 9))
+        address: str = probe.getsockname()[0]
+        return None if address.startswith("127.") else address
     return None
 
 
@@ -53,7 +54,7 @@ def _flower(**env: str) -> Iterator[int]:
 
 
 def test_with_basic_auth_every_page_asks_for_it():
-    with _flower(FLOWER_BASIC_AUTH="ops:s3cret-pass", FLOWER_ADDRESS="0.0.0.0") as port:
+    with _flower(FLOWER_BASIC_AUTH="ops:s3cret-pass", FLOWER_ADDRESS=EVERY_INTERFACE) as port:
         url = f"http://127.0.0.1:{port}/workers"
         assert requests.get(url, timeout=5).status_code == 401
         assert requests.get(url, auth=("ops", "wrong"), timeout=5).status_code == 401
@@ -65,7 +66,7 @@ def test_without_basic_auth_it_listens_on_loopback_only():
     if outward is None:
         pytest.skip("this machine has no non-loopback IPv4 address to probe")
     # Even when asked for every interface: no credential means loopback only.
-    with _flower(FLOWER_ADDRESS="0.0.0.0") as port:
+    with _flower(FLOWER_ADDRESS=EVERY_INTERFACE) as port:
         assert requests.get(f"http://127.0.0.1:{port}/workers", timeout=5).status_code == 200
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://{outward}:{port}/workers", timeout=5)
