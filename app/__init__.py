@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.metrics import init_metrics
     from app.realtime import init_realtime
     from app.redis_client import init_redis
+    from app.security_headers import register_security_headers
     from tasks import init_celery
 
     settings = settings or Settings.from_env(**overrides)
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_error_handlers(app)
     register_request_guards(app)
     init_metrics(app)
+    register_security_headers(app)
     _register_blueprints(app)
 
     from app.cli import billingos_cli

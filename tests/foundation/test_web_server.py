@@ -1,4 +1,8 @@
-"""The real web server bounds request lines and headers, and the app answers long URLs itself."""
+"""The real web server (gunicorn, as the Procfile runs it): request limits and the TLS signal.
+
+gunicorn bounds request lines and headers, and the app still answers long URLs itself; HSTS is
+sent only when a trusted proxy says the request came over TLS.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +62,25 @@ def test_too_many_headers_are_refused(server):
     status, _ = _raw(server, _get("/healthz", many))
     assert status in (400, 431)
     assert _raw(server, _get("/healthz", "X-One: v\r\n"))[0] == 200
+
+
+def _forwarded_https() -> bytes:
+    return _get("/healthz", "X-Forwarded-Proto: https\r\n")
+
+
+def test_hsts_when_a_trusted_proxy_says_tls(server):
+    # The test server's default FORWARDED_ALLOW_IPS trusts 127.0.0.1, where this test connects from.
+    _, response = _raw(server, _forwarded_https())
+    assert b"Strict-Transport-Security: max-age=31536000" in response
+    _, plain = _raw(server, _get("/healthz"))
+    assert b"Strict-Transport-Security" not in plain
+
+
+def test_no_hsts_when_an_untrusted_client_claims_tls(database_url):
+    web = start_web_server(workers=1, env={"ACCESS_LOG": "0", "FORWARDED_ALLOW_IPS": "10.9.9.9"})
+    try:
+        status, response = _raw(web, _forwarded_https())
+    finally:
+        web.stop()
+    assert b"Strict-Transport-Security" not in response
+    assert status in (200, 400)  # gunicorn may also refuse the untrusted header outright
