@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging
     from app.metrics import init_metrics
+    from app.rate_limit import init_rate_limits
     from app.realtime import init_realtime
     from app.redis_client import init_redis
     from app.security_headers import register_security_headers
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     db.configure(settings.database_url, pool_size=settings.db_pool_size)
     init_redis(app, settings.redis_url)
+    init_rate_limits(app, settings)
     init_realtime(app, settings.redis_url)
     init_celery(app, settings)
     register_error_handlers(app)

@@ -16,11 +16,22 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import limits
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/billingos"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # The Stripe API version the gateway pins (stripe-python 16.x's own pin).
 STRIPE_API_VERSION = "2026-10-28.endive"
 
+# Card testing is the abuse to stop: a declined checkout may be retried a few times, not hundreds.
+RATE_LIMIT_DEFAULTS = {
+    "checkout_create_per_customer": "100/hour",
+    "confirm_per_checkout": "10/hour",
+    "confirm_per_customer": "30/hour",
+    "session_tokens_per_organization": "3000/minute",
+    "portal_per_customer": "10/minute",
+    "subscribe_per_customer": "10/minute",
+}
 TEST_MODE = "test"
 PRODUCTION_MODE = "production"
 # Values committed to this repository (defaults, test and emulator fixtures): never a secret.
@@ -73,6 +84,27 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"BillingOS: setting {name} must be an integer, got {raw!r}") from None
 
 
+def _rate_limits(env: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
+    rules = {
+        # The oldest limit keeps its two settings (deployments set them).
+        "checkout_create_per_token": (
+            f"{values['checkout_rate_limit']} per {values['checkout_rate_window_seconds']} seconds"
+        ),
+        **RATE_LIMIT_DEFAULTS,
+    }
+    for name in rules:
+        variable = "RATE_LIMIT_" + name.upper()
+        spec = env.get(variable) or rules[name]
+        try:
+            limits.parse(spec)
+        except ValueError:
+            raise ConfigError(
+                f"BillingOS: setting {variable} must read like '10/minute', got {spec!r}"
+            ) from None
+        rules[name] = spec
+    return rules
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -90,6 +122,11 @@ class Settings:
     stripe_read_timeout: float = 20.0
     checkout_rate_limit: int = 30
     checkout_rate_window_seconds: int = 60
+    # Abuse limits by rule name (app/rate_limit.py), each "N per period" as the `limits` library
+    # parses it ("10/minute", "30 per 60 seconds"); RATE_LIMIT_<NAME> overrides one.
+    rate_limits: dict[str, str] = field(
+        default_factory=lambda: {"checkout_create_per_token": "30/minute", **RATE_LIMIT_DEFAULTS}
+    )
     db_pool_size: int = 10
     # `/metrics` answers only `Authorization: Bearer <this>`; unset, it is not served at all.
     metrics_token: str | None = None
@@ -166,6 +203,7 @@ class Settings:
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
             "metrics_token": env.get("METRICS_TOKEN") or None,
         }
+        values["rate_limits"] = _rate_limits(env, values)
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if key not in known:

@@ -27,6 +27,7 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
+from app.config import RATE_LIMIT_DEFAULTS
 from bench.procs import ROOT, VENV_BIN, Managed, ProcessRegistry, free_port, wait_for_port
 
 WEBHOOK_SECRET = "whsec_bench_" + "0" * 8  # replaced per run in Stack.__init__
@@ -162,6 +163,7 @@ class Stack:
             # The per-buyer checkout rate limit protects production from abuse; a load test is
             # abuse by design, so it is lifted here (and only here).
             "CHECKOUT_RATE_LIMIT": "1000000000",
+            **{f"RATE_LIMIT_{name.upper()}": "1000000000/second" for name in RATE_LIMIT_DEFAULTS},
             "LOG_LEVEL": "WARNING",
             # Access logs are off for the stack and the baseline alike (same config for both).
             "ACCESS_LOG": "0",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
-from app import settings_of
+from app import rate_limit
 from app.api import SECRET_KEY, SESSION_TOKEN, json_response, operation
-from app.auth import current_customer, current_merchant
+from app.auth import current_customer, current_merchant, digest
 from app.checkout import service
 from app.checkout.schemas import (
     CheckoutConfirm,
@@ -27,8 +27,6 @@ from app.checkout.schemas import (
 )
 from app.db import db
 from app.errors import ValidationFailed
-from app.rate_limit import RateLimit, enforce
-from app.redis_client import get_redis
 
 bp = Blueprint("checkout", __name__)
 
@@ -63,7 +61,7 @@ def _idempotency_key() -> str | None:
         "Answers 202 with a `pending` checkout at once, or — with `Prefer: wait=N` (N ≤ 10) — "
         "201 once the checkout is `open` and carries its `client_secret`. A repeat with the same "
         "`Idempotency-Key` (default: this session token and price) answers 200 with the same "
-        "checkout."
+        "checkout. Rate limited per session token and per customer (429 with `Retry-After`)."
     ),
     auth=SESSION_TOKEN,
     body=CheckoutCreate,
@@ -78,14 +76,8 @@ def _idempotency_key() -> str | None:
 )
 def create_checkout(body: CheckoutCreate) -> ResponseReturnValue:
     principal = current_customer()
-    settings = settings_of(current_app)
-    enforce(
-        get_redis(),
-        RateLimit(
-            "checkout_create", settings.checkout_rate_limit, settings.checkout_rate_window_seconds
-        ),
-        str(principal.session_token_id),
-    )
+    rate_limit.enforce(rate_limit.CHECKOUT_CREATE_PER_TOKEN, str(principal.session_token_id))
+    rate_limit.enforce(rate_limit.CHECKOUT_CREATE_PER_CUSTOMER, str(principal.customer_id))
     idempotency_key = _idempotency_key()
     result = service.create_checkout(principal, body, idempotency_key)
     db.session.commit()
@@ -111,7 +103,9 @@ def create_checkout(body: CheckoutCreate) -> ResponseReturnValue:
     summary="Confirm a checkout with a payment method or confirmation token",
     description=(
         "Marks the checkout `processing` and confirms it with Stripe in the background; follow "
-        "it with the status, stream or websocket endpoints."
+        "it with the status, stream or websocket endpoints. Rate limited per checkout and per "
+        "customer, so a declined card can be retried a few times but not tried by the hundred "
+        "(429 with `Retry-After`)."
     ),
     auth=SESSION_TOKEN,
     body=CheckoutConfirm,
@@ -121,11 +115,16 @@ def create_checkout(body: CheckoutCreate) -> ResponseReturnValue:
         409: "checkout_not_confirmable",
         410: "checkout_expired",
         422: "validation_error",
+        429: "rate_limited",
     },
     tags=["checkout"],
 )
 def confirm_checkout(client_secret: str, body: CheckoutConfirm) -> ResponseReturnValue:
-    checkout = service.confirm_checkout(current_customer(), client_secret, body)
+    principal = current_customer()
+    # Counted by the secret's digest: the secret itself never becomes a Redis key.
+    rate_limit.enforce(rate_limit.CONFIRM_PER_CHECKOUT, digest(client_secret))
+    rate_limit.enforce(rate_limit.CONFIRM_PER_CUSTOMER, str(principal.customer_id))
+    checkout = service.confirm_checkout(principal, client_secret, body)
     db.session.commit()
     return json_response(checkout_out(checkout, service.subscription_of(checkout)), 202)
 
