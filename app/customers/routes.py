@@ -21,6 +21,7 @@ from app.db import db
 from app.entitlements.cache import CACHE_TTL_SECONDS
 from app.entitlements.schemas import EntitlementList
 from app.entitlements.service import entitlements_body
+from app.pagination import ListQuery
 from app.subscriptions import service as subscriptions
 from app.subscriptions.schemas import (
     SubscriptionCancel,
@@ -72,12 +73,17 @@ def get_entitlements() -> ResponseReturnValue:
 @operation(
     summary="This customer's subscriptions, newest first",
     auth=SESSION_TOKEN,
+    query=ListQuery,
     responses={200: SubscriptionList},
     tags=["subscriptions"],
 )
-def list_subscriptions() -> ResponseReturnValue:
-    rows = subscriptions.list_customer_subscriptions(db.session(), current_customer().customer_id)
-    return json_response(SubscriptionList(data=[subscription_out(s) for s in rows]))
+def list_subscriptions(query: ListQuery) -> ResponseReturnValue:
+    principal = current_customer()
+    rows, has_more = subscriptions.list_customer_subscriptions(
+        principal.organization_id, principal.customer_id, query
+    )
+    data = [subscription_out(s) for s in rows]
+    return json_response(SubscriptionList(data=data, has_more=has_more))
 
 
 @bp.post("/v1/customer/subscription/create")
@@ -191,3 +197,20 @@ def _open_portal(return_url: str | None) -> ResponseReturnValue:
 def get_customer(external_id: str) -> ResponseReturnValue:
     detail = service.customer_detail(db.session(), current_merchant().organization_id, external_id)
     return json_response(detail)
+
+
+@bp.get("/v1/customers/<external_id>/subscriptions")
+@operation(
+    summary="A customer's subscriptions, newest first",
+    auth=SECRET_KEY,
+    query=ListQuery,
+    responses={200: SubscriptionList},
+    errors={404: "customer_not_found"},
+    tags=["customers"],
+)
+def list_customer_subscriptions(external_id: str, query: ListQuery) -> ResponseReturnValue:
+    rows, has_more = service.customer_subscriptions(
+        db.session(), current_merchant().organization_id, external_id, query
+    )
+    data = [subscription_out(s) for s in rows]
+    return json_response(SubscriptionList(data=data, has_more=has_more))
