@@ -26,19 +26,40 @@ from app.checkout.schemas import (
     payment_out,
 )
 from app.db import db
-from app.errors import ValidationFailed
+from app.errors import ApiError, ValidationFailed
 
 bp = Blueprint("checkout", __name__)
 
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+_WAIT_VALUE = re.compile(r"\d{1,2}")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
-def _prefer_wait() -> float:
-    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
-    if match is None:
-        return 0.0
-    return float(min(int(match.group(1)), service.MAX_WAIT_SECONDS))
+class InvalidPreference(ApiError):
+    status = 400
+    code = "invalid_prefer_header"
+    title = "Invalid Prefer header"
+
+
+def _prefer_wait() -> int:
+    """The `wait` preference (RFC 7240) in seconds, 0 without one.
+
+    Parsed strictly and before anything is written: a malformed or too long wait is the
+    client's error (400), not something to discover after the checkout is committed. Other
+    preferences are none of this endpoint's business and are ignored.
+    """
+    for header in request.headers.getlist("Prefer"):
+        for preference in header.split(","):
+            name, _, value = preference.split(";", 1)[0].partition("=")
+            if name.strip().lower() != "wait":
+                continue
+            value = value.strip().strip('"')
+            if not _WAIT_VALUE.fullmatch(value) or int(value) > service.MAX_WAIT_SECONDS:
+                raise InvalidPreference(
+                    f"Prefer: wait=N takes a whole number of seconds from 0 to "
+                    f"{service.MAX_WAIT_SECONDS}."
+                )
+            return int(value)
+    return 0
 
 
 def _idempotency_key() -> str | None:
@@ -61,12 +82,15 @@ def _idempotency_key() -> str | None:
         "Answers 202 with a `pending` checkout at once, or — with `Prefer: wait=N` (N ≤ 10) — "
         "201 once the checkout is `open` and carries its `client_secret`. A repeat with the same "
         "`Idempotency-Key` (default: this session token and price) answers 200 with the same "
-        "checkout. Rate limited per session token and per customer (429 with `Retry-After`)."
+        "checkout; the same key with a different body is a 422 `idempotency_key_reused`. A "
+        "malformed `Prefer` wait, or one over 10, is a 400 `invalid_prefer_header`. Rate "
+        "limited per session token and per customer (429 with `Retry-After`)."
     ),
     auth=SESSION_TOKEN,
     body=CheckoutCreate,
     responses={201: CheckoutOut, 202: CheckoutOut, 200: CheckoutOut},
     errors={
+        400: "invalid_prefer_header",
         404: "price_not_found",
         409: "already_subscribed",
         422: "validation_error",
@@ -79,13 +103,13 @@ def create_checkout(body: CheckoutCreate) -> ResponseReturnValue:
     rate_limit.enforce(rate_limit.CHECKOUT_CREATE_PER_TOKEN, str(principal.session_token_id))
     rate_limit.enforce(rate_limit.CHECKOUT_CREATE_PER_CUSTOMER, str(principal.customer_id))
     idempotency_key = _idempotency_key()
+    wait = _prefer_wait()
     result = service.create_checkout(principal, body, idempotency_key)
     db.session.commit()
     checkout = result.checkout
-    wait = _prefer_wait()
     headers: dict[str, str] = {}
     if wait > 0:
-        headers["Preference-Applied"] = f"wait={int(wait)}"
+        headers["Preference-Applied"] = f"wait={wait}"
         if checkout.status == "pending":
             checkout = service.wait_while_pending(checkout, wait)
     if not result.created:
