@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from app.api_keys.routes import bp as api_keys
     from app.catalog.routes import bp as catalog
     from app.checkout.routes import bp as checkout
     from app.customers.routes import bp as customers
@@ -66,7 +67,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.streams.routes import bp as streams
     from app.webhooks.routes import bp as webhooks
 
-    for bp in (ops, session_tokens, catalog, checkout, streams, customers, webhooks):
+    for bp in (ops, session_tokens, api_keys, catalog, checkout, streams, customers, webhooks):
         app.register_blueprint(bp)
 
 

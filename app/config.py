@@ -128,6 +128,8 @@ class Settings:
         default_factory=lambda: {"checkout_create_per_token": "30/minute", **RATE_LIMIT_DEFAULTS}
     )
     db_pool_size: int = 10
+    # How long a rotated API key keeps working beside its replacement.
+    api_key_rotation_overlap_seconds: int = 86400
     # `/metrics` answers only `Authorization: Bearer <this>`; unset, it is not served at all.
     metrics_token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -202,6 +204,9 @@ class Settings:
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
             "metrics_token": env.get("METRICS_TOKEN") or None,
+            "api_key_rotation_overlap_seconds": _int(
+                env, "API_KEY_ROTATION_OVERLAP_SECONDS", defaults.api_key_rotation_overlap_seconds
+            ),
         }
         values["rate_limits"] = _rate_limits(env, values)
         known = {f.name for f in fields(cls)}
