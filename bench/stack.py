@@ -164,6 +164,9 @@ class Stack:
             # abuse by design, so it is lifted here (and only here).
             "CHECKOUT_RATE_LIMIT": "1000000000",
             **{f"RATE_LIMIT_{name.upper()}": "1000000000/second" for name in RATE_LIMIT_DEFAULTS},
+            # Likewise the open-stream caps: the websocket figure holds 10,000 streams of one token.
+            "REALTIME_MAX_STREAMS_PER_TOKEN": "1000000000",
+            "REALTIME_MAX_STREAMS_PER_CUSTOMER": "1000000000",
             "LOG_LEVEL": "WARNING",
             # Access logs are off for the stack and the baseline alike (same config for both).
             "ACCESS_LOG": "0",
