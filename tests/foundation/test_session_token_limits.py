@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from limits.storage import RedisStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from app.config import ConfigError, Settings
 from tests.factories import make_merchant
@@ -31,3 +33,18 @@ def test_a_malformed_limit_stops_start_up() -> None:
         Settings.from_env(env)
     tightened = Settings.from_env({**env, "RATE_LIMIT_CONFIRM_PER_CHECKOUT": "5/hour"})
     assert tightened.rate_limits["confirm_per_checkout"] == "5/hour"
+
+
+def test_an_unreachable_redis_lets_requests_through(app, client, merchant) -> None:
+    # The limits guard against abuse; refusing every request while Redis flaps would hurt more.
+    unreachable = RedisStorage(
+        "redis://127.0.0.1:1/0", wrap_exceptions=True, socket_connect_timeout=0.2
+    )
+    original = app.extensions["rate_limiter"]
+    app.extensions["rate_limiter"] = SlidingWindowCounterRateLimiter(unreachable)
+    try:
+        with configured_limits(app, session_tokens_per_organization="1/minute"):
+            statuses = [_mint(client, merchant, f"u{n}").status_code for n in range(3)]
+    finally:
+        app.extensions["rate_limiter"] = original
+    assert statuses == [201, 201, 201]
