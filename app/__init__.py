@@ -13,6 +13,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from app.celery_app import init_celery
     from app.db import db
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging
@@ -21,7 +22,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.realtime import init_realtime
     from app.redis_client import init_redis
     from app.security_headers import register_security_headers
-    from tasks import init_celery
 
     settings = settings or Settings.from_env(**overrides)
     settings.require_safe_secrets()

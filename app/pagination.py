@@ -1,4 +1,4 @@
-"""Keyset pagination for `{"data": [...], "has_more": bool}` lists (API.md "Conventions").
+"""Keyset pagination for `{"data": [...], "has_more": bool}` lists (`?limit=` 1–100, default 20).
 
 Every list endpoint pages: `?limit` 1-100 (default 20), so no request can ask for an unbounded
 result. Newest first, like Stripe, unless a list has a natural reading order (the pricing
