@@ -23,6 +23,14 @@ REQUIRED_IN_PRODUCTION = (
 )
 
 
+RETENTION_SETTINGS = (
+    "session_token_retention_days",
+    "client_secret_retention_days",
+    "event_payload_retention_days",
+    "event_retention_days",
+)
+
+
 class ConfigError(SystemExit):
     """Raised at start-up; SystemExit so the process prints one line and stops."""
 
@@ -88,6 +96,11 @@ class Settings:
     checkout_rate_limit: int = 30
     checkout_rate_window_seconds: int = 60
     db_pool_size: int = 10
+    # Retention (app/retention.py): days after which data nobody needs any more is removed.
+    session_token_retention_days: int = 7
+    client_secret_retention_days: int = 1
+    event_payload_retention_days: int = 7
+    event_retention_days: int = 30
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
     # test | live: the mode of the credentials this deployment mints and accepts.
     mode: str = "test"
@@ -136,6 +149,10 @@ class Settings:
                 env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
+            **{
+                name: _int(env, name.upper(), getattr(defaults, name))
+                for name in RETENTION_SETTINGS
+            },
             "realtime": realtime_settings(env),
             "mode": billing_mode,
             "test_api_url": env.get("BILLINGOS_TEST_API_URL") or defaults.test_api_url,
