@@ -113,6 +113,19 @@ def _rate_limits(env: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
     return rules
 
 
+def _mode(env: dict[str, str]) -> str:
+    """BILLINGOS_MODE, checked against the Stripe key: live mode takes real money only."""
+    mode = env.get("BILLINGOS_MODE") or "test"
+    if mode not in ("test", "live"):
+        raise ConfigError(f"BillingOS: BILLINGOS_MODE must be test or live, got {mode!r}")
+    stripe_key = env.get("STRIPE_SECRET_KEY") or ""
+    if mode == "live" and not stripe_key.startswith("sk_live_"):
+        raise ConfigError("BillingOS: BILLINGOS_MODE=live needs a STRIPE_SECRET_KEY sk_live_…")
+    if mode == "test" and stripe_key.startswith("sk_live_"):
+        raise ConfigError("BillingOS: a live STRIPE_SECRET_KEY needs BILLINGOS_MODE=live")
+    return mode
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -146,6 +159,11 @@ class Settings:
     # `/metrics` answers only `Authorization: Bearer <this>`; unset, it is not served at all.
     metrics_token: str | None = None
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
+    # test | live: the mode of the credentials this deployment mints and accepts.
+    mode: str = "test"
+    # Where a credential of the other mode belongs (the hosts the SDKs pick from a prefix).
+    test_api_url: str = "https://sandbox-api.billingos.dev"
+    live_api_url: str = "https://api.billingos.dev"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -192,6 +210,7 @@ class Settings:
             fallback = _DEV_SECRETS[name] if mode == TEST_MODE else ""
             return env.get(name) or fallback
 
+        billing_mode = _mode(env)
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
         values: dict[str, Any] = {
             "env": mode,
@@ -226,6 +245,9 @@ class Settings:
                 env, "API_KEY_ROTATION_OVERLAP_SECONDS", defaults.api_key_rotation_overlap_seconds
             ),
             "realtime": realtime_settings(env),
+            "mode": billing_mode,
+            "test_api_url": env.get("BILLINGOS_TEST_API_URL") or defaults.test_api_url,
+            "live_api_url": env.get("BILLINGOS_LIVE_API_URL") or defaults.live_api_url,
         }
         values["rate_limits"] = _rate_limits(env, values)
         known = {f.name for f in fields(cls)}

@@ -106,6 +106,16 @@ def list_customer_subscriptions(
     return paginate(stmt, Subscription, query, organization_id, cursor_scope=[in_customer])
 
 
+def live_subscriptions(session: Session, customer_id: uuid.UUID) -> list[Subscription]:
+    """The subscriptions that still bill or grant (one per product at most), newest first."""
+    stmt = (
+        select(Subscription)
+        .where(Subscription.customer_id == customer_id, Subscription.status.in_(LIVE_STATUSES))
+        .order_by(Subscription.created_at.desc())
+    )
+    return list(session.execute(stmt).scalars())
+
+
 def get_customer_subscription(
     session: Session, customer_id: uuid.UUID, subscription_id: uuid.UUID, *, lock: bool = False
 ) -> Subscription:
