@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import ColumnElement, Select, and_, or_, select, tuple_
 
-from app.api import QueryModel
 from app.db import db
+from app.request_models import QueryModel
 
 MAX_PAGE_SIZE = 100
 

@@ -4,9 +4,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from app.api import QueryModel, RequestModel
 from app.currencies import CURRENCIES
 from app.pagination import ListQuery
+from app.request_models import QueryModel, RequestModel
 
 FEATURE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
 # Stripe's largest amount for most currencies is 99,999,999 minor units (8 digits).

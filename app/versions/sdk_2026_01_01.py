@@ -18,7 +18,7 @@ from flask import Response, current_app
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from app import settings_of
-from app.api import QueryModel, RequestModel, json_response, parse_body, parse_query
+from app.api import json_response, parse_body, parse_query
 from app.auth import current_customer
 from app.catalog import service as catalog
 from app.catalog.schemas import ProductList
@@ -33,6 +33,7 @@ from app.customers.schemas import CustomerIn
 from app.db import db
 from app.errors import ApiError, Conflict, ServiceUnavailable
 from app.pagination import MAX_PAGE_SIZE, ListQuery
+from app.request_models import QueryModel, RequestModel
 from app.session_tokens.schemas import SessionTokenCreate
 from app.subscriptions import service as subscriptions
 from app.versions import SDK_2026_01_01, RouteTranslator, register
