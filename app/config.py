@@ -75,6 +75,11 @@ class Settings:
     checkout_rate_limit: int = 30
     checkout_rate_window_seconds: int = 60
     db_pool_size: int = 10
+    # A statement waiting longer than this for a row lock fails (55P03) instead of hanging: a
+    # task retries it, a request answers 503 with Retry-After. 0 disables the limit.
+    db_lock_timeout_ms: int = 5000
+    # Any single statement running longer than this is canceled (57014). 0 disables it.
+    db_statement_timeout_ms: int = 30000
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +121,10 @@ class Settings:
                 env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
+            "db_lock_timeout_ms": _int(env, "DB_LOCK_TIMEOUT_MS", defaults.db_lock_timeout_ms),
+            "db_statement_timeout_ms": _int(
+                env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms
+            ),
         }
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
