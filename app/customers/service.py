@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import CustomerPrincipal
 from app.customers.schemas import CustomerDetailOut, PortalSessionOut
+from app.db import db
 from app.entitlements.service import list_entitlements
 from app.errors import Conflict, NotFound
 from app.stripe_gateway import StripeGatewayError, get_gateway
@@ -37,18 +38,19 @@ class CustomerNotFound(NotFound):
     title = "Customer not found"
 
 
-def create_portal_session(
-    session: Session, principal: CustomerPrincipal, return_url: str | None
-) -> PortalSessionOut:
+def create_portal_session(principal: CustomerPrincipal, return_url: str | None) -> PortalSessionOut:
     """A Stripe billing portal session for the token's customer.
 
     The portal manages what Stripe knows about the customer (cards, invoices, plans), so a
     customer who has never reached Stripe — never started a checkout or a subscription — has
     nothing to manage yet: 409 `no_billing_account`.
     """
-    stripe_customer_id = session.execute(
+    stripe_customer_id = db.session.execute(
         select(Customer.stripe_customer_id).where(Customer.id == principal.customer_id)
     ).scalar_one()
+    # The request's connection goes back to the pool before Stripe is called: a slow Stripe
+    # must not hold Postgres connections (or the read's transaction) open.
+    db.session.remove()
     if stripe_customer_id is None:
         raise NoBillingAccount(
             "This customer has no billing account yet: the portal becomes available after "

@@ -73,6 +73,9 @@ REQUEUE_AFTER_SECONDS = 60
 RETENTION_DAYS = 30
 
 _MAX_ERROR_CHARS = 2000
+# Stripe reads one event may take between attempts of its transaction: an invoice needs the
+# invoice, its payments and its subscription; the rest is headroom for rows moving meanwhile.
+MAX_STRIPE_READS = 12
 # The table itself: the webhook insert is a Core statement (no ORM unit of work on the hot path).
 _INBOX = cast_type(Table, StripeEvent.__table__)
 
@@ -248,10 +251,24 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     The row lock serializes concurrent runs of the same event (a duplicate task, a redelivery
     after a worker died, the sweeper); the handler's writes and the `processed` mark share one
     transaction, so either both commit or neither does and the event is tried again.
+
+    Stripe is never called inside that transaction: a handler that needs an object's current
+    state rolls the attempt back, the object is read with no transaction (and so no lock and no
+    pooled connection) held, and the attempt runs again with it (`stripe_sync.with_stripe_reads`).
     """
+    from app.stripe_sync import with_stripe_reads
+
+    return with_stripe_reads(
+        lambda reads: _process_once(stripe_event_id, reads), rounds=MAX_STRIPE_READS
+    )
+
+
+def _process_once(stripe_event_id: str, reads: dict[Any, Any]) -> ProcessingResult:
+    from app.stripe_sync import STRIPE_READS_KEY
     from app.webhooks.handlers import HANDLERS
 
     with db.transaction() as session:
+        session.info[STRIPE_READS_KEY] = reads
         row = _lock_event(session, stripe_event_id)
         if row is None:
             return ProcessingResult("missing")
