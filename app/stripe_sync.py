@@ -37,6 +37,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.db import db
 from app.stripe_gateway import CHECKOUT_METADATA, TransientStripeError, get_gateway
 from models import CheckoutSession, Customer, PaymentIntent, ProductPrice, Subscription
 from models.base import utcnow
@@ -115,17 +116,19 @@ def fetched(session: Session, key: tuple[str, str], guard: Any, read: Callable[[
     raise NeedsStripe(key, guard, read)
 
 
-def with_stripe_reads(work: Callable[[dict[tuple[str, str], StripeRead]], T], rounds: int) -> T:
-    """Run `work(reads)` (one transaction per call) until it needs no read it lacks.
+def transaction_with_stripe_reads(work: Callable[[Session], T], *, rounds: int) -> T:
+    """Run `work(session)` in a transaction, again after each Stripe read it lacked.
 
-    Each `NeedsStripe` it raises is answered by a Stripe call made between two transactions;
-    after `rounds` calls the objects are still moving, and `ObjectsKeptMoving` asks the caller
-    to try again later.
+    Each `NeedsStripe` it raises rolls its transaction back and is answered by a Stripe call
+    made with no transaction open; after `rounds` reads the objects are still moving, and
+    `ObjectsKeptMoving` asks the caller to try again later.
     """
     reads: dict[tuple[str, str], StripeRead] = {}
     for _ in range(rounds):
         try:
-            return work(reads)
+            with db.transaction() as session:
+                session.info[STRIPE_READS_KEY] = reads
+                return work(session)
         except NeedsStripe as need:
             reads[need.key] = need.perform()
     raise ObjectsKeptMoving(f"Stripe objects kept changing over {rounds} reads; retry later.")

@@ -254,41 +254,38 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
 
     Stripe is never called inside that transaction: a handler that needs an object's current
     state rolls the attempt back, the object is read with no transaction (and so no lock and no
-    pooled connection) held, and the attempt runs again with it (`stripe_sync.with_stripe_reads`).
+    pooled connection) held, and the attempt runs again with it (`stripe_sync.transaction_with_stripe_reads`).
     """
-    from app.stripe_sync import with_stripe_reads
+    from app.stripe_sync import transaction_with_stripe_reads
 
-    return with_stripe_reads(
-        lambda reads: _process_once(stripe_event_id, reads), rounds=MAX_STRIPE_READS
+    return transaction_with_stripe_reads(
+        lambda session: _process_once(session, stripe_event_id), rounds=MAX_STRIPE_READS
     )
 
 
-def _process_once(stripe_event_id: str, reads: dict[Any, Any]) -> ProcessingResult:
-    from app.stripe_sync import STRIPE_READS_KEY
+def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     from app.webhooks.handlers import HANDLERS
 
-    with db.transaction() as session:
-        session.info[STRIPE_READS_KEY] = reads
-        row = _lock_event(session, stripe_event_id)
-        if row is None:
-            return ProcessingResult("missing")
-        if row.status in (PROCESSED, IGNORED):
-            return ProcessingResult("already_done")
-        handler = HANDLERS.get(row.type)
-        if handler is None:
-            row.status = IGNORED
-            return ProcessingResult("ignored")
-        note = handler(session, row.payload)
-        row.status = PROCESSED
-        row.attempts += 1
-        row.processed_at = utcnow()
-        # An event about an object that is not ours is done, not failed: the note (kept in
-        # `last_error`, the inbox's one free-text column) tells an operator why it changed
-        # nothing.
-        row.last_error = note
-        if note:
-            log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
-        return ProcessingResult("processed", note)
+    row = _lock_event(session, stripe_event_id)
+    if row is None:
+        return ProcessingResult("missing")
+    if row.status in (PROCESSED, IGNORED):
+        return ProcessingResult("already_done")
+    handler = HANDLERS.get(row.type)
+    if handler is None:
+        row.status = IGNORED
+        return ProcessingResult("ignored")
+    note = handler(session, row.payload)
+    row.status = PROCESSED
+    row.attempts += 1
+    row.processed_at = utcnow()
+    # An event about an object that is not ours is done, not failed: the note (kept in
+    # `last_error`, the inbox's one free-text column) tells an operator why it changed
+    # nothing.
+    row.last_error = note
+    if note:
+        log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
+    return ProcessingResult("processed", note)
 
 
 def record_processing_failure(
