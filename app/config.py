@@ -80,6 +80,7 @@ class Settings:
     db_lock_timeout_ms: int = 5000
     # Any single statement running longer than this is canceled (57014). 0 disables it.
     db_statement_timeout_ms: int = 30000
+    realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -125,6 +126,7 @@ class Settings:
             "db_statement_timeout_ms": _int(
                 env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms
             ),
+            "realtime": realtime_settings(env),
         }
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -132,3 +134,38 @@ class Settings:
                 raise TypeError(f"unknown setting {key}")
             values[key] = value
         return cls(**values)
+
+
+# --------------------------------------------------------------------------- real time
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    """Websocket/SSE streams and their Redis subscriber; each from `REALTIME_<NAME>`."""
+
+    ws_ping_seconds: float = 20.0
+    sse_ping_seconds: float = 15.0
+    # A stream with nothing but pings for this long is closed; the client reconnects and gets
+    # the snapshot. A checkout lives one hour, so the default outlives it.
+    idle_timeout_seconds: float = 3900.0
+    # A client that cannot take one frame within this is disconnected.
+    send_timeout_seconds: float = 10.0
+    redis_ping_seconds: float = 15.0
+    redis_read_timeout_seconds: float = 45.0
+    reconnect_backoff_max_seconds: float = 5.0
+    subscribe_timeout_seconds: float = 5.0
+    unsubscribe_grace_seconds: float = 30.0
+    # Open websocket/SSE streams at once, counted across every web process (Redis leases).
+    max_streams_per_token: int = 10
+    max_streams_per_customer: int = 30
+    # A stream's lease outlives a crashed process by at most this; renewed at a third of it.
+    stream_lease_seconds: float = 60.0
+
+
+def realtime_settings(env: dict[str, str]) -> RealtimeSettings:
+    defaults = RealtimeSettings()
+    values: dict[str, Any] = {}
+    for f in fields(RealtimeSettings):
+        name, default = f"REALTIME_{f.name.upper()}", getattr(defaults, f.name)
+        values[f.name] = (_int if isinstance(default, int) else _float)(env, name, default)
+    return RealtimeSettings(**values)

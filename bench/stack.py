@@ -162,6 +162,9 @@ class Stack:
             # The per-buyer checkout rate limit protects production from abuse; a load test is
             # abuse by design, so it is lifted here (and only here).
             "CHECKOUT_RATE_LIMIT": "1000000000",
+            # Likewise the open-stream caps: the websocket figure holds 10,000 streams of one token.
+            "REALTIME_MAX_STREAMS_PER_TOKEN": "1000000000",
+            "REALTIME_MAX_STREAMS_PER_CUSTOMER": "1000000000",
             "LOG_LEVEL": "WARNING",
             # Access logs are off for the stack and the baseline alike (same config for both).
             "ACCESS_LOG": "0",

@@ -3,6 +3,8 @@
 A stream is an iterator of `Update` (send it) and `PING` (nothing happened for a ping interval:
 send a keep-alive). The order of operations is what makes it exact:
 
+0. (the routes) the checkout is the caller's (`own_checkout_id`) and the caller is under the
+   open-stream caps (app/streams/leases.py) — before anything is subscribed;
 1. watch the channel (the hub confirms the Redis subscription is in force);
 2. read the snapshot from Postgres — any change committed after this read is published after
    step 1, so it reaches the watcher;
@@ -11,9 +13,10 @@ send a keep-alive). The order of operations is what makes it exact:
 
 A checkout stream ends after a terminal status. Every stream ends when its session token
 expires, when it is revoked (checked when the stream wakes with something to send, at most
-once a second, and at every ping), or after `idle_timeout_seconds` without a change. Database
-connections are taken only for a snapshot and released at once: an idle stream holds no pooled
-connection.
+once a second, and at every ping), or after `idle_timeout_seconds` without a change (pings do
+not count). While it runs it renews its lease under the caps; `close()` gives it back.
+Database connections are taken only for a snapshot and released at once: an idle stream holds
+no pooled connection.
 """
 
 from __future__ import annotations
@@ -30,17 +33,15 @@ from sqlalchemy import select
 
 from app.db import db
 from app.realtime import (
-    SubscriberHub,
-    Update,
-    Watcher,
     checkout_channel,
     checkout_message,
     checkout_status,
     customer_channel,
     entitlements_message,
-    parse_update,
     subscription_message,
 )
+from app.streams.hub import SubscriberHub, Update, Watcher, parse_update
+from app.streams.leases import Lease
 from models import CheckoutSession, Subscription
 from models.base import utcnow
 from models.checkout import TERMINAL_STATUSES
@@ -71,6 +72,23 @@ def _parse_id(raw: str) -> uuid.UUID | None:
         return uuid.UUID(raw)
     except ValueError:
         return None
+
+
+def own_checkout_id(raw_id: str, customer_id: uuid.UUID) -> uuid.UUID | None:
+    """The checkout's id if it exists and is this customer's: asked before anything is
+    subscribed or counted, so a foreign or made-up id costs one indexed read and nothing more."""
+    checkout_id = _parse_id(raw_id)
+    if checkout_id is None:
+        return None
+    try:
+        found: uuid.UUID | None = db.session.execute(
+            select(CheckoutSession.id).where(
+                CheckoutSession.id == checkout_id, CheckoutSession.customer_id == customer_id
+            )
+        ).scalar_one_or_none()
+        return found
+    finally:
+        db.session.remove()
 
 
 def load_checkout_snapshot(checkout_id: uuid.UUID, customer_id: uuid.UUID) -> Update | None:
@@ -127,6 +145,8 @@ class StreamOptions:
     client_gone: Callable[[], bool] = lambda: False
     # An event the connection sets when the client sends or closes, so the stream wakes at once.
     wake: threading.Event | None = None
+    # The stream's slot under the connection caps: renewed while it runs, released at its end.
+    lease: Lease | None = None
 
 
 class StatusStream:
@@ -150,12 +170,13 @@ class StatusStream:
         # client's own snapshot above all, are freed once sent).
         self._sent: dict[str, int | None] = {}
         self._snapshot: list[Update] | None = None
+        self._released = False
         self.end_reason: str | None = None
 
     def open(self) -> bool:
         """Subscribe, then read the snapshot; False (nothing held) if there is nothing to see."""
-        self._hub.watch(self.watcher)
         try:
+            self._hub.watch(self.watcher)
             snapshot = self._load_snapshot()
         except BaseException:
             self.close()
@@ -168,7 +189,12 @@ class StatusStream:
         return True
 
     def close(self) -> None:
+        """Idempotent: a stream may be closed by its end and again by its connection."""
         self._hub.unwatch(self.watcher)
+        lease = self._options.lease
+        if lease is not None and not self._released:
+            self._released = True
+            lease.release()
 
     def __iter__(self) -> Iterator[Update | _Ping]:
         # `_run` itself, not a generator around it: one generator level less held by each of
@@ -207,7 +233,9 @@ class StatusStream:
                 token_deadline = now + (options.token_expires_at - utcnow()).total_seconds()
             pending = snapshot
             del snapshot  # `pending` is reassigned below: keep no reference to the sent snapshot
-            revocation_checked = now
+            revocation_checked = lease_renewed = now
+            lease = options.lease
+            renew_every = lease.renew_seconds if lease is not None else float("inf")
             while True:
                 now = time.monotonic()
                 # Woken with something to send: is the token still good? (At most once a second;
@@ -244,7 +272,11 @@ class StatusStream:
                         return
                     yield PING
                     last_frame = now = time.monotonic()
+                if lease is not None and now >= lease_renewed + renew_every:
+                    lease.renew()
+                    lease_renewed = now
                 wait = min(
+                    lease_renewed + renew_every,
                     last_frame + options.ping_seconds,
                     idle_since + options.idle_timeout_seconds,
                     token_deadline,
@@ -267,18 +299,18 @@ def _newer(version: int | None, than: int | None) -> bool:
 
 
 def checkout_stream(
-    hub: SubscriberHub, checkout_id: str, customer_id: uuid.UUID, options: StreamOptions
+    hub: SubscriberHub, checkout_id: uuid.UUID, customer_id: uuid.UUID, options: StreamOptions
 ) -> StatusStream | None:
-    """An opened stream of the customer's checkout, or None if it is not theirs (or unknown)."""
-    parsed = _parse_id(checkout_id)
-    if parsed is None:
-        return None
+    """An opened stream of the customer's checkout (`own_checkout_id` first), or None if it
+    is gone or not theirs after all."""
 
     def load() -> list[Update] | None:
-        update = load_checkout_snapshot(parsed, customer_id)
+        update = load_checkout_snapshot(checkout_id, customer_id)
         return None if update is None else [update]
 
-    stream = StatusStream(hub, checkout_channel(parsed), load, options, ends_after_terminal=True)
+    stream = StatusStream(
+        hub, checkout_channel(checkout_id), load, options, ends_after_terminal=True
+    )
     return stream if stream.open() else None
 
 

@@ -77,7 +77,7 @@ def web_server(app: Any) -> Iterator[WebServer]:
     """One gunicorn process with a gevent worker, shared by a module's tests.
 
     It starts after `app`, so it inherits the session's emulator (STRIPE_API_BASE) too."""
-    server = start_web_server(workers=1, env=FAST_REALTIME)
+    server = start_web_server(workers=1, env={**FAST_REALTIME, **UNCAPPED})
     yield server
     log = server.log()
     server.stop()
@@ -91,6 +91,13 @@ FAST_REALTIME = {
     "REALTIME_SSE_PING_SECONDS": "2",
     "REALTIME_RECONNECT_BACKOFF_MAX_SECONDS": "0.5",
     "REALTIME_REDIS_PING_SECONDS": "2",
+}
+
+
+# The swarm test holds a thousand streams of one session token; the caps have their own tests.
+UNCAPPED = {
+    "REALTIME_MAX_STREAMS_PER_TOKEN": "100000",
+    "REALTIME_MAX_STREAMS_PER_CUSTOMER": "100000",
 }
 
 

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from app.auth import digest
 from app.db import db
 from app.entitlements.service import recompute_entitlements
-from app.realtime import Watcher, is_newer, parse_update, subscription_message
+from app.realtime import subscription_message
+from app.streams.hub import Watcher, is_newer, parse_update
 from models import Customer, SessionToken, Subscription
 from models.base import utcnow
 from tests.factories import make_product
