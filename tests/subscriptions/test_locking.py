@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from app import settings_of
-from app.checkout import payments
+from app.checkout import stripe_steps
 from app.db import db, is_contention
 from tasks.checkout import is_transient
 from tests.support.billing import open_checkout_row, subscribe_with_card
@@ -176,7 +176,7 @@ def test_a_task_behind_a_held_checkout_lock_fails_with_a_retryable_error(
 
     started = time.monotonic()
     with pytest.raises(OperationalError) as raised:
-        payments.prepare_checkout(checkout.id)
+        stripe_steps.prepare_checkout(checkout.id)
     assert time.monotonic() - started < 10
     assert is_contention(raised.value)
     assert is_transient(raised.value)  # the task retries it with backoff
