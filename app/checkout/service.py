@@ -25,8 +25,9 @@ from app.checkout.schemas import (
     CheckoutListQuery,
     PaymentListQuery,
 )
+from app.currencies import charge_amount_problem
 from app.db import db
-from app.errors import ApiError, Conflict, NotFound
+from app.errors import ApiError, Conflict, NotFound, ValidationFailed
 from app.pagination import paginate
 from models import CheckoutSession, Customer, PaymentIntent, Subscription
 from models.base import utcnow
@@ -215,6 +216,13 @@ def create_checkout(
         return _repeat(existing, data.price_id)
     if product_id is None:
         raise PriceNotFound("No such price, or it is no longer for sale.")
+    problem = charge_amount_problem(amount * data.quantity, currency)
+    if problem is not None:
+        # The insert (if it happened) rolls back with the request: nothing reaches Stripe.
+        raise ValidationFailed(
+            f"The checkout total (price amount x quantity) {problem}.",
+            errors=[{"loc": ["body", "quantity"], "msg": problem, "type": "charge_amount"}],
+        )
     if subscribed:
         raise AlreadySubscribed("You already have an active subscription to this product.")
     if inserted_id is None:
