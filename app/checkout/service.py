@@ -315,6 +315,10 @@ def confirm_checkout(
     if data.customer_name is not None:
         changes["customer_name"] = data.customer_name
     checkout.transition(PROCESSING, **changes)
+    # Kept so that a lost `checkout.confirm` message can be sent again by the reconciler.
+    checkout.confirmation = checkout.version
+    checkout.confirm_payment_method = data.payment_method_id
+    checkout.confirm_confirmation_token = data.confirmation_token_id
     jobs.enqueue_after_commit(
         session,
         jobs.CHECKOUT_CONFIRM,
