@@ -228,21 +228,23 @@ def _pending_direct_rows(customer_id: uuid.UUID, price_id: uuid.UUID) -> Any:
     )
 
 
+def _lock_customer(session: Session, customer_id: uuid.UUID) -> None:
+    # `FOR NO KEY UPDATE`: inserts of this customer's payments and subscriptions (their foreign
+    # key takes `FOR KEY SHARE`) do not wait for it.
+    session.execute(
+        select(Customer.id).where(Customer.id == customer_id).with_for_update(key_share=True)
+    )
+
+
 def _claim_direct_row(principal: CustomerPrincipal, price: _DirectPrice) -> uuid.UUID:
     """Our row for the attempt, committed before Stripe is called; its id keys the Stripe call.
 
     The customer row is locked only for this short transaction (no network inside it), so two
     concurrent attempts serialize here: the second finds the first's pending row and reuses it
-    — the same key, so Stripe makes one subscription for both. `FOR NO KEY UPDATE`, not
-    `FOR UPDATE`: a worker inserting a payment or subscription of this customer (its foreign
-    key takes `FOR KEY SHARE`) is not made to wait for it.
+    — the same key, so Stripe makes one subscription for both.
     """
     with db.transaction() as session:
-        session.execute(
-            select(Customer.id)
-            .where(Customer.id == principal.customer_id)
-            .with_for_update(key_share=True)
-        )
+        _lock_customer(session, principal.customer_id)
         _refuse_if_not_allowed(session, principal.customer_id, price)
         now = utcnow()
         reusable: Subscription | None = None
@@ -284,8 +286,17 @@ def _abandon_direct_row(subscription_id: uuid.UUID) -> None:
 def _record_direct_subscription(
     subscription_id: uuid.UUID, stripe_subscription: stripe.Subscription
 ) -> Subscription:
-    """Link our row to Stripe's object and apply its state (entitlements follow)."""
+    """Link our row to Stripe's object and apply its state (entitlements follow).
+
+    The customer row is locked first, as `_claim_direct_row` does: the entitlements that
+    follow update it, and taking it last here would invert the claim's customer → subscription
+    order.
+    """
     with db.transaction() as session:
+        customer_id = session.execute(
+            select(Subscription.customer_id).where(Subscription.id == subscription_id)
+        ).scalar_one()
+        _lock_customer(session, customer_id)
         row = session.execute(
             select(Subscription)
             .where(Subscription.id == subscription_id)
