@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -388,14 +389,11 @@ def refresh_checkout(
         payment_intent_id = checkout.stripe_payment_intent_id
         setup_intent_id = checkout.stripe_setup_intent_id
         subscription_id = checkout.stripe_subscription_id
-    gateway = get_gateway()
     if intent is not None and not isinstance(intent, dict):
         intent = as_dict(intent)
     if intent is None:
-        if intent_type == "setup" and setup_intent_id:
-            intent = as_dict(gateway.retrieve_setup_intent(setup_intent_id))
-        elif payment_intent_id:
-            intent = as_dict(gateway.retrieve_payment_intent(payment_intent_id))
+        intent = _current_intent(intent_type, payment_intent_id, setup_intent_id)
+    gateway = get_gateway()
     subscription = None
     if subscription_id is not None and (intent is None or intent.get("status") == "succeeded"):
         subscription = gateway.retrieve_subscription(subscription_id)
@@ -438,12 +436,7 @@ def settle_stuck_checkout(checkout_id: uuid.UUID) -> None:
     if status == PENDING:
         prepare_checkout(checkout_id)
         return
-    gateway = get_gateway()
-    intent: Any = None
-    if intent_type == "setup" and setup_intent_id:
-        intent = as_dict(gateway.retrieve_setup_intent(setup_intent_id))
-    elif payment_intent_id:
-        intent = as_dict(gateway.retrieve_payment_intent(payment_intent_id))
+    intent = _current_intent(intent_type, payment_intent_id, setup_intent_id)
     if status == PROCESSING and confirmation is not None and _never_confirmed(intent):
         log.info("checkout %s: its confirmation never reached Stripe; sending it", checkout_id)
         confirm_checkout(
@@ -454,6 +447,18 @@ def settle_stuck_checkout(checkout_id: uuid.UUID) -> None:
         )
         return
     refresh_checkout(checkout_id, intent=intent)
+
+
+def _current_intent(
+    intent_type: str | None, payment_intent_id: str | None, setup_intent_id: str | None
+) -> Mapping[str, Any] | None:
+    """The checkout's intent as Stripe has it now (None while it has none)."""
+    gateway = get_gateway()
+    if intent_type == "setup" and setup_intent_id:
+        return as_dict(gateway.retrieve_setup_intent(setup_intent_id))
+    if payment_intent_id:
+        return as_dict(gateway.retrieve_payment_intent(payment_intent_id))
+    return None
 
 
 def _never_confirmed(intent: Any) -> bool:

@@ -164,17 +164,22 @@ def lock_checkout_for(
 # ---------------------------------------------------------------------------- intents
 
 
+def _lock_value(session: Session, column: Any, stripe_column: Any, stripe_id: str) -> Any:
+    """Lock our row of a Stripe object (after its checkout) and read the column that guards it."""
+    return session.execute(
+        select(column).where(stripe_column == stripe_id).with_for_update()
+    ).scalar_one_or_none()
+
+
 def _current_payment_intent(session: Session, stripe_id: str) -> dict[str, Any]:
     checkouts = lock_checkout_for(session, payment_intent_id=stripe_id)
-    payment_status = session.execute(
-        select(PaymentIntent.status)
-        .where(PaymentIntent.stripe_payment_intent_id == stripe_id)
-        .with_for_update()
-    ).scalar_one_or_none()
+    status = _lock_value(
+        session, PaymentIntent.status, PaymentIntent.stripe_payment_intent_id, stripe_id
+    )
     return _fetched(
         session,
         ("payment_intent", stripe_id),
-        (checkouts, payment_status),
+        (checkouts, status),
         lambda: get_gateway().retrieve_payment_intent(stripe_id),
     )
 
@@ -230,11 +235,9 @@ def handle_setup_intent(session: Session, event: dict[str, Any]) -> str | None:
 def _apply_current_subscription(session: Session, stripe_subscription_id: str) -> None:
     # Re-fetched, so applied as Stripe's state "now" (no event time to compare).
     checkouts = lock_checkout_for(session, subscription_id=stripe_subscription_id)
-    version = session.execute(
-        select(Subscription.version)
-        .where(Subscription.stripe_subscription_id == stripe_subscription_id)
-        .with_for_update()
-    ).scalar_one_or_none()
+    version = _lock_value(
+        session, Subscription.version, Subscription.stripe_subscription_id, stripe_subscription_id
+    )
     subscription = _fetched(
         session,
         ("subscription", stripe_subscription_id),

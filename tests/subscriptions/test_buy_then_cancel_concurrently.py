@@ -10,8 +10,6 @@ made this a 500 `deadlock detected` is replayed deterministically in test_lockin
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +24,7 @@ from models import CheckoutSession, StripeEvent, Subscription
 from models.stripe_event import PENDING
 from tests.factories import Buyer, make_buyer
 from tests.support.latency_proxy import LatencyProxy
+from tests.support.processes import wait_until
 from tests.support.server import WebServer, start_web_server
 
 BUYERS = 50
@@ -49,17 +48,6 @@ def _call(flow: Flow, http: requests.Session, method: str, url: str, **kwargs: A
     return response
 
 
-def _until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
 def _buy_and_cancel(server: WebServer, price_id: str, flow: Flow) -> Flow:
     http = requests.Session()
     base = f"{server.url}/v1"
@@ -79,7 +67,9 @@ def _buy_and_cancel(server: WebServer, price_id: str, flow: Flow) -> Flow:
         body: dict[str, Any] = response.json()
         return body if response.status_code == 200 else None
 
-    opened = _until(lambda: (s := status()) and s["status"] != "pending" and s, 120)
+    opened = wait_until(
+        lambda: (s := status()) and s["status"] != "pending" and s, 120, 0.2, "open"
+    )
     assert opened["status"] == "open", opened
     confirm = _call(
         flow,
@@ -90,7 +80,9 @@ def _buy_and_cancel(server: WebServer, price_id: str, flow: Flow) -> Flow:
     )
     if confirm.status_code != 202:
         return flow
-    paid = _until(lambda: (s := status()) and s["status"] == "succeeded" and s, 120)
+    paid = wait_until(
+        lambda: (s := status()) and s["status"] == "succeeded" and s, 120, 0.2, "succeeded"
+    )
     flow.subscription_id = paid["subscription"]["id"]
     # Right away: the webhooks of the purchase (invoice.paid, subscription.updated, ...) are
     # still arriving and being processed.
@@ -163,7 +155,7 @@ def test_fifty_buy_then_cancel_at_once_no_5xx_and_stripes_final_state(
             else:
                 assert flow.canceled["status"] == "canceled", flow.canceled
 
-        _until(lambda: _inbox_settled(stripe_emulator), FLOW_TIMEOUT_SECONDS, interval=0.5)
+        wait_until(lambda: _inbox_settled(stripe_emulator), FLOW_TIMEOUT_SECONDS, 0.5, "inbox")
         stripe = stripe_emulator.client()
         db.session.expire_all()
         rows = {
