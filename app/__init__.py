@@ -16,13 +16,16 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.celery_app import init_celery
     from app.db import db
     from app.errors import register_error_handlers, register_request_guards
-    from app.logging_setup import configure_logging
-    from app.metrics import init_metrics
+    from app.logging_setup import configure_logging, connect_celery_signals, init_request_logging
+    from app.metrics import connect_task_metrics, init_metrics, watch_checkout_settlements
     from app.realtime import init_realtime
     from app.redis_client import init_redis
 
     settings = settings or Settings.from_env(**overrides)
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    connect_celery_signals()
+    connect_task_metrics()
+    watch_checkout_settlements()
 
     app = Flask("billingos", static_folder=None)
     app.config.update(
@@ -42,6 +45,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_redis(app, settings.redis_url)
     init_realtime(app, settings.redis_url)
     init_celery(app, settings)
+    # First, so even a request the guards refuse carries (and returns) a request id.
+    init_request_logging(app)
     register_error_handlers(app)
     register_request_guards(app)
     init_metrics(app)

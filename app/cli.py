@@ -102,6 +102,21 @@ def session_token(
     )
 
 
+@billingos_cli.command("doctor")
+def doctor() -> None:
+    """Check configuration, Postgres, Redis, Stripe and the webhook endpoint (exit 1: a problem)."""
+    from flask import current_app
+
+    from app import doctor as checks
+    from app import settings_of
+
+    report = checks.run(settings_of(current_app))
+    for line in checks.lines(report):
+        click.echo(line)
+    if not report.healthy:
+        raise SystemExit(1)
+
+
 # --- Stripe webhook inbox (issue 5) ----------------------------------------------------------
 
 

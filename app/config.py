@@ -23,6 +23,14 @@ REQUIRED_IN_PRODUCTION = (
 )
 
 
+RETENTION_SETTINGS = (
+    "session_token_retention_days",
+    "client_secret_retention_days",
+    "event_payload_retention_days",
+    "event_retention_days",
+)
+
+
 class ConfigError(SystemExit):
     """Raised at start-up; SystemExit so the process prints one line and stops."""
 
@@ -80,6 +88,11 @@ class Settings:
     db_lock_timeout_ms: int = 5000
     # Any single statement running longer than this is canceled (57014). 0 disables it.
     db_statement_timeout_ms: int = 30000
+    # Retention (app/retention.py): days after which data nobody needs any more is removed.
+    session_token_retention_days: int = 7
+    client_secret_retention_days: int = 1
+    event_payload_retention_days: int = 7
+    event_retention_days: int = 30
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -126,6 +139,10 @@ class Settings:
             "db_statement_timeout_ms": _int(
                 env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms
             ),
+            **{
+                name: _int(env, name.upper(), getattr(defaults, name))
+                for name in RETENTION_SETTINGS
+            },
             "realtime": realtime_settings(env),
         }
         known = {f.name for f in fields(cls)}

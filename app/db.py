@@ -84,6 +84,9 @@ class Database:
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_recycle=1800,
+            # Error messages (and so log lines and tracebacks) never quote bound parameters:
+            # they are emails, token digests and client secrets.
+            hide_parameters=True,
             connect_args={"options": options},
         )
         self._options = options
