@@ -115,6 +115,8 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
         ForeignKey("session_tokens.id", ondelete="SET NULL")
     )
     idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    # SHA-256 of the create request the key first answered: a reuse with another body is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(
         String(20), nullable=False, default=PENDING, server_default=PENDING
     )
