@@ -40,7 +40,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
 
-    db.configure(settings.database_url, pool_size=settings.db_pool_size)
+    db.configure(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        lock_timeout_ms=settings.db_lock_timeout_ms,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
     init_redis(app, settings.redis_url)
     init_rate_limits(app, settings)
     init_realtime(app, settings.redis_url)

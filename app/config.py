@@ -149,6 +149,11 @@ class Settings:
         default_factory=lambda: {"checkout_create_per_token": "30/minute", **RATE_LIMIT_DEFAULTS}
     )
     db_pool_size: int = 10
+    # A statement waiting longer than this for a row lock fails (55P03) instead of hanging: a
+    # task retries it, a request answers 503 with Retry-After. 0 disables the limit.
+    db_lock_timeout_ms: int = 5000
+    # Any single statement running longer than this is canceled (57014). 0 disables it.
+    db_statement_timeout_ms: int = 30000
     # Retention (app/retention.py): days after which data nobody needs any more is removed.
     session_token_retention_days: int = 7
     client_secret_retention_days: int = 1
@@ -236,6 +241,10 @@ class Settings:
                 env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
+            "db_lock_timeout_ms": _int(env, "DB_LOCK_TIMEOUT_MS", defaults.db_lock_timeout_ms),
+            "db_statement_timeout_ms": _int(
+                env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms
+            ),
             **{
                 name: _int(env, name.upper(), getattr(defaults, name))
                 for name in RETENTION_SETTINGS
