@@ -13,12 +13,14 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from app.cors import init_cors
     from app.db import db
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging
     from app.metrics import init_metrics
     from app.realtime import init_realtime
     from app.redis_client import init_redis
+    from app.versions import init_versions
     from tasks import init_celery
 
     settings = settings or Settings.from_env(**overrides)
@@ -39,8 +41,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_celery(app, settings)
     register_error_handlers(app)
     register_request_guards(app)
+    init_cors(app)
     init_metrics(app)
     _register_blueprints(app)
+    init_versions(app)
 
     from app.cli import billingos_cli
 
@@ -57,12 +61,24 @@ def _register_blueprints(app: Flask) -> None:
     from app.catalog.routes import bp as catalog
     from app.checkout.routes import bp as checkout
     from app.customers.routes import bp as customers
+    from app.entitlements.routes import bp as features
     from app.ops.routes import bp as ops
+    from app.organizations.routes import bp as organizations
     from app.session_tokens.routes import bp as session_tokens
     from app.streams.routes import bp as streams
     from app.webhooks.routes import bp as webhooks
 
-    for bp in (ops, session_tokens, catalog, checkout, streams, customers, webhooks):
+    for bp in (
+        ops,
+        organizations,
+        session_tokens,
+        catalog,
+        checkout,
+        streams,
+        customers,
+        features,
+        webhooks,
+    ):
         app.register_blueprint(bp)
 
 

@@ -10,6 +10,7 @@ document cannot drift from what the server accepts.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from flask import Response, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.auth import AUTHENTICATORS
+from app.cors import check_origin
 from app.errors import ApiError, ValidationFailed
+from app.versions import translator_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -175,6 +178,10 @@ def operation(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if authenticate is not None:
                 authenticate()
+                check_origin()
+            translator = translator_for(request.endpoint)
+            if translator is not None:
+                return translator.serve(functools.partial(fn, *args, **kwargs))
             if query is not None:
                 kwargs["query"] = parse_query(query)
             if body is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import click
@@ -12,11 +13,15 @@ from app.auth import digest, generate_secret_key
 from app.catalog import service as catalog
 from app.catalog.schemas import ProductCreate
 from app.db import db
+from app.organizations.schemas import ORIGIN_PATTERN
 from app.session_tokens import service as session_tokens
 from app.session_tokens.schemas import CustomerIn
+from app.versions import KNOWN_VERSIONS, NEW_ORGANIZATION_VERSION
 from models import ApiKey, Organization, Product
 
 DEMO_ORGANIZATION = "BillingOS Demo"
+# The React dev servers' default origins (Next.js / Create React App, Vite).
+DEMO_ALLOWED_ORIGINS = ("http://localhost:3000", "http://localhost:5173")
 
 DEMO_PRODUCTS = [
     {
@@ -59,8 +64,14 @@ def billingos_cli() -> None:
     """BillingOS administration."""
 
 
-def create_organization(name: str) -> tuple[Organization, str]:
-    organization = Organization(name=name)
+def create_organization(
+    name: str,
+    api_version: str = NEW_ORGANIZATION_VERSION,
+    allowed_origins: tuple[str, ...] = (),
+) -> tuple[Organization, str]:
+    organization = Organization(
+        name=name, api_version=api_version, allowed_origins=list(dict.fromkeys(allowed_origins))
+    )
     db.session.add(organization)
     db.session.flush()
     secret_key = issue_secret_key(organization.id)
@@ -79,6 +90,13 @@ def issue_secret_key(organization_id: uuid.UUID) -> str:
     return secret_key
 
 
+def _origins(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not re.fullmatch(ORIGIN_PATTERN, value):
+            raise click.BadParameter(f"{value!r} is not an origin like https://app.example.com")
+    return values
+
+
 def _print(payload: dict[str, object], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(payload))
@@ -91,12 +109,36 @@ def _print(payload: dict[str, object], as_json: bool) -> None:
 
 @billingos_cli.command("create-org")
 @click.argument("name")
+@click.option(
+    "--api-version",
+    type=click.Choice(KNOWN_VERSIONS),
+    default=NEW_ORGANIZATION_VERSION,
+    show_default=True,
+    help="The version requests without X-BillingOS-Version are rendered in.",
+)
+@click.option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    callback=lambda _ctx, _param, values: _origins(values),
+    help="A browser origin the SDK runs on, e.g. https://app.example.com (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create_org(name: str, as_json: bool) -> None:
+def create_org(
+    name: str, api_version: str, allowed_origins: tuple[str, ...], as_json: bool
+) -> None:
     """Create an organization and print its first secret key (shown only once)."""
-    organization, secret_key = create_organization(name)
+    organization, secret_key = create_organization(name, api_version, allowed_origins)
     db.session.commit()
-    _print({"organization_id": str(organization.id), "secret_key": secret_key}, as_json)
+    _print(
+        {
+            "organization_id": str(organization.id),
+            "secret_key": secret_key,
+            "api_version": organization.api_version,
+            "allowed_origins": list(organization.allowed_origins),
+        },
+        as_json,
+    )
 
 
 @billingos_cli.command("seed-demo")
@@ -110,11 +152,15 @@ def seed_demo(as_json: bool) -> None:
         select(Organization).where(Organization.name == DEMO_ORGANIZATION).limit(1)
     ).scalar_one_or_none()
     if organization is None:
-        organization, secret_key = create_organization(DEMO_ORGANIZATION)
+        organization, secret_key = create_organization(
+            DEMO_ORGANIZATION, allowed_origins=DEMO_ALLOWED_ORIGINS
+        )
         for product in DEMO_PRODUCTS:
             catalog.create_product(organization.id, ProductCreate.model_validate(product))
     else:
         secret_key = issue_secret_key(organization.id)
+        missing = [o for o in DEMO_ALLOWED_ORIGINS if o not in organization.allowed_origins]
+        organization.allowed_origins = [*organization.allowed_origins, *missing]
     db.session.flush()
     products = db.session.execute(
         select(Product)
@@ -130,6 +176,8 @@ def seed_demo(as_json: bool) -> None:
         {
             "organization_id": str(organization.id),
             "secret_key": secret_key,
+            "api_version": organization.api_version,
+            "allowed_origins": list(organization.allowed_origins),
             "products": product_list,
         },
         as_json,

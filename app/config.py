@@ -56,6 +56,19 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"BillingOS: setting {name} must be an integer, got {raw!r}") from None
 
 
+def _mode(env: dict[str, str]) -> str:
+    """BILLINGOS_MODE, checked against the Stripe key: live mode takes real money only."""
+    mode = env.get("BILLINGOS_MODE") or "test"
+    if mode not in ("test", "live"):
+        raise ConfigError(f"BillingOS: BILLINGOS_MODE must be test or live, got {mode!r}")
+    stripe_key = env.get("STRIPE_SECRET_KEY") or ""
+    if mode == "live" and not stripe_key.startswith("sk_live_"):
+        raise ConfigError("BillingOS: BILLINGOS_MODE=live needs a STRIPE_SECRET_KEY sk_live_…")
+    if mode == "test" and stripe_key.startswith("sk_live_"):
+        raise ConfigError("BillingOS: a live STRIPE_SECRET_KEY needs BILLINGOS_MODE=live")
+    return mode
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -76,6 +89,11 @@ class Settings:
     checkout_rate_window_seconds: int = 60
     db_pool_size: int = 10
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
+    # test | live: the mode of the credentials this deployment mints and accepts.
+    mode: str = "test"
+    # Where a credential of the other mode belongs (the hosts the SDKs pick from a prefix).
+    test_api_url: str = "https://sandbox-api.billingos.dev"
+    live_api_url: str = "https://api.billingos.dev"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,6 +109,7 @@ class Settings:
                 if not env.get(name):
                     raise ConfigError(f"BillingOS: missing required setting {name}")
         defaults = cls()
+        billing_mode = _mode(env)
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
         values: dict[str, Any] = {
             "env": mode,
@@ -118,6 +137,9 @@ class Settings:
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
             "realtime": realtime_settings(env),
+            "mode": billing_mode,
+            "test_api_url": env.get("BILLINGOS_TEST_API_URL") or defaults.test_api_url,
+            "live_api_url": env.get("BILLINGOS_LIVE_API_URL") or defaults.live_api_url,
         }
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():

@@ -32,10 +32,16 @@ class CustomerOut(BaseModel):
 
 
 class SessionTokenOut(BaseModel):
+    id: str = Field(description="Revoke it with `DELETE /v1/session-tokens/{id}`.")
     token: str
     expires_at: datetime
     customer: CustomerOut
 
 
 class RevokedOut(BaseModel):
+    revoked: bool
+
+
+class RevokedTokenOut(BaseModel):
+    id: str
     revoked: bool

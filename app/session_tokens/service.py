@@ -8,8 +8,15 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app.auth import issue_session_token
 from app.db import db
+from app.errors import NotFound
 from app.session_tokens.schemas import CustomerIn, CustomerOut
 from models import Customer, SessionToken
+from models.base import utcnow
+
+
+class SessionTokenNotFound(NotFound):
+    code = "session_token_not_found"
+    title = "Session token not found"
 
 
 def upsert_customer(organization_id: uuid.UUID, data: CustomerIn) -> Customer:
@@ -53,3 +60,17 @@ def customer_out(customer: Customer) -> CustomerOut:
         email=customer.email,
         name=customer.name,
     )
+
+
+def revoke_session_token_by_id(organization_id: uuid.UUID, token_id: uuid.UUID) -> SessionToken:
+    """Mark the organization's token revoked (idempotently); the caller commits, then evicts it."""
+    row = db.session.execute(
+        select(SessionToken).where(
+            SessionToken.id == token_id, SessionToken.organization_id == organization_id
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise SessionTokenNotFound("No such session token.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
