@@ -38,7 +38,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app tasks models
+	$(BIN)/mypy app tasks models stripe_emulator
 
 format: setup
 	$(BIN)/ruff check --fix .

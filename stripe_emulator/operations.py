@@ -10,6 +10,7 @@ README says which.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -27,7 +28,14 @@ class Operation:
         return "op_" + self.name.replace(".", "_")
 
 
-def _op(name, method, path, typed, params="", required=()):
+def _op(
+    name: str,
+    method: str,
+    path: str,
+    typed: str,
+    params: str = "",
+    required: tuple[str, ...] = (),
+) -> Operation:
     names = frozenset(params.split()) | {"expand"}
     return Operation(name, method, path, names, typed, tuple(required))
 
@@ -303,7 +311,9 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
-def build_router(operations=OPERATIONS):
+def build_router(
+    operations: tuple[Operation, ...] = OPERATIONS,
+) -> Callable[[str, str], tuple[Operation, str | None] | None]:
     """Return ``match(method, path) -> (Operation, object_id) | None``."""
     table: dict[tuple[str, int], list[tuple[list[str], Operation]]] = {}
     for op in operations:
@@ -313,7 +323,7 @@ def build_router(operations=OPERATIONS):
         # literal segments win over "{id}" (/v1/customers/search before /v1/customers/{id})
         candidates.sort(key=lambda c: sum(s == "{id}" for s in c[0]))
 
-    def match(method: str, path: str):
+    def match(method: str, path: str) -> tuple[Operation, str | None] | None:
         segs = path.strip("/").split("/")
         for tmpl, op in table.get((method, len(segs)), ()):
             obj_id = None

@@ -12,14 +12,16 @@ import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from . import objects as O
-from .engine import Engine, _snapshot
+from . import objects
+from .engine import Engine
 from .errors import StripeError, invalid
 from .forms import FormError, canonical, decode
 from .operations import OPERATIONS, build_router
+from .params import snapshot as _snapshot
 from .webhooks import Dispatcher
 
 IDEMPOTENCY_TTL = 24 * 3600
@@ -60,6 +62,23 @@ def _json(status: int, obj: Any, headers: tuple = ()) -> Response:
     return Response(status, json.dumps(obj).encode(), headers)
 
 
+# POST /_emulator/{resource}/{id}/{action} -> what it does to the object (returned afterwards)
+_OBJECT_ACTIONS: dict[tuple[str, str], Callable[[Engine, str, dict[str, Any]], dict[str, Any]]] = {
+    ("payment_intents", "authenticate"): lambda engine, obj_id, data: (
+        engine.authenticate_payment_intent(obj_id, data.get("outcome"))
+    ),
+    ("setup_intents", "authenticate"): lambda engine, obj_id, data: (
+        engine.authenticate_setup_intent(obj_id, data.get("outcome"))
+    ),
+    ("subscriptions", "payment_method"): lambda engine, obj_id, data: (
+        engine.set_subscription_payment_method(obj_id, data["payment_method"])
+    ),
+    ("customers", "payment_method"): lambda engine, obj_id, data: engine.op_customers_update(
+        obj_id, {"invoice_settings": {"default_payment_method": data["payment_method"]}}
+    ),
+}
+
+
 class App:
     def __init__(
         self,
@@ -96,7 +115,7 @@ class App:
                     200,
                     {
                         "emulator": "stripe_emulator",
-                        "api_version": O.API_VERSION,
+                        "api_version": objects.API_VERSION,
                         "control": "/_emulator/...",
                     },
                 )
@@ -131,9 +150,17 @@ class App:
         conn.respond(resp)
 
     # ------------------------------------------------------------------ Stripe API
-    def handle_api(self, conn, method, path, query, headers, body) -> None:
+    def handle_api(
+        self,
+        conn: HTTPConnection,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
         engine = self.engine
-        request_id = O.new_id("req", 14)
+        request_id = objects.new_id("req", 14)
         idem_key = headers.get("idempotency-key") if method == "POST" else None
         raw = body.decode("utf-8", "replace") if method == "POST" else query
         if method == "POST" and query:
@@ -317,7 +344,9 @@ class App:
         self._finish_fault(finish, resp, fault)
 
     @staticmethod
-    def _finish_fault(finish, resp, fault) -> None:
+    def _finish_fault(
+        finish: Callable[..., None], resp: Response, fault: dict[str, Any] | None
+    ) -> None:
         if fault is not None and fault["kind"] in ("timeout", "reset"):
             finish(resp, fault["kind"], float(fault.get("timeout_seconds", 2.0)))
         else:
@@ -341,7 +370,9 @@ class App:
         return None
 
     # ------------------------------------------------------------------ control API
-    def handle_control(self, method, path, query, body, headers) -> Response:
+    def handle_control(
+        self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
+    ) -> Response:
         engine, disp = self.engine, self.dispatcher
         try:
             data = json.loads(body) if body.strip() else {}
@@ -370,33 +401,10 @@ class App:
                 disp.remove_endpoints(data.get("id") or q.get("id"))
                 return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
             return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
-        if (
-            len(segs) == 3
-            and segs[0] in ("payment_intents", "setup_intents")
-            and segs[2] == "authenticate"
-            and method == "POST"
-        ):
+        object_action = _OBJECT_ACTIONS.get((segs[0], segs[2])) if len(segs) == 3 else None
+        if object_action is not None and method == "POST":
             with engine.lock:
-                if segs[0] == "payment_intents":
-                    obj = engine.authenticate_payment_intent(segs[1], data.get("outcome"))
-                else:
-                    obj = engine.authenticate_setup_intent(segs[1], data.get("outcome"))
-                return _json(200, _snapshot(obj))
-        if (
-            len(segs) == 3
-            and segs[0] in ("subscriptions", "customers")
-            and segs[2] == "payment_method"
-            and method == "POST"
-        ):
-            with engine.lock:
-                if segs[0] == "subscriptions":
-                    obj = engine.set_subscription_payment_method(segs[1], data["payment_method"])
-                else:
-                    obj = engine.op_customers_update(
-                        segs[1],
-                        {"invoice_settings": {"default_payment_method": data["payment_method"]}},
-                    )
-                return _json(200, _snapshot(obj))
+                return _json(200, _snapshot(object_action(engine, segs[1], data)))
         if route == "faults":
             if method == "DELETE":
                 self.faults = []
@@ -565,14 +573,14 @@ class HTTPConnection(asyncio.Protocol):
         self.hold = False  # a fault holds the connection: ignore further input
         self.keep_alive = True
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -633,7 +641,7 @@ class HTTPConnection(asyncio.Protocol):
         parts = [
             f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Unknown')}\r\n"
             f"Content-Type: {resp.content_type}\r\nContent-Length: {len(resp.body)}\r\n"
-            f"Stripe-Version: {O.API_VERSION}\r\n"
+            f"Stripe-Version: {objects.API_VERSION}\r\n"
         ]
         for name, value in resp.headers:
             parts.append(f"{name}: {value}\r\n")
@@ -663,7 +671,7 @@ class HTTPConnection(asyncio.Protocol):
         self.transport.abort()
 
 
-async def serve(host: str, port: int, app: App, ready=None) -> None:
+async def serve(host: str, port: int, app: App, ready: Callable[[int], None] | None = None) -> None:
     loop = asyncio.get_running_loop()
     app.loop = loop
     app.dispatcher.loop = loop

@@ -9,9 +9,12 @@ import random
 import secrets
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from .core import EventRecord
 
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 
@@ -49,7 +52,7 @@ class Endpoint:
 
 @dataclass
 class Delivery:
-    record: Any  # engine.EventRecord
+    record: EventRecord
     endpoint: Endpoint
     duplicate: bool = False
     status: str = "pending"  # pending | succeeded | failed
@@ -68,14 +71,16 @@ class Delivery:
 
 class Dispatcher:
     def __init__(
-        self, retry_delays=DEFAULT_RETRY_DELAYS, timeout: float = 10.0, concurrency: int = 1
+        self,
+        retry_delays: Iterable[float] = DEFAULT_RETRY_DELAYS,
+        timeout: float = 10.0,
+        concurrency: int = 1,
     ) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.defaults = {
-            "retry_delays": list(retry_delays),
-            "timeout_seconds": timeout,
-            "concurrency": concurrency,
-        }
+        # the command-line values, restored by reset()
+        self.default_retry_delays = list(retry_delays)
+        self.default_timeout = timeout
+        self.default_concurrency = concurrency
         self.endpoints: list[Endpoint] = []
         self.generation = 0
         self.queues: dict[str, asyncio.Queue] = {}
@@ -93,9 +98,9 @@ class Dispatcher:
         self.queues = {}
         self.paused = []
         self.endpoints = [e for e in self.endpoints if e.permanent and keep_permanent]
-        self.retry_delays = list(self.defaults["retry_delays"])
-        self.timeout = float(self.defaults["timeout_seconds"])
-        self.concurrency = int(self.defaults["concurrency"])
+        self.retry_delays = list(self.default_retry_delays)
+        self.timeout = float(self.default_timeout)
+        self.concurrency = int(self.default_concurrency)
         self.enabled = True
         self.chaos = {
             "duplicate_rate": 0.0,
@@ -105,7 +110,11 @@ class Dispatcher:
         }
 
     def add_endpoint(
-        self, url: str, secret: str | None = None, enabled_events=None, permanent: bool = False
+        self,
+        url: str,
+        secret: str | None = None,
+        enabled_events: list[str] | None = None,
+        permanent: bool = False,
     ) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -166,7 +175,12 @@ class Dispatcher:
                 self._enqueue(d)
 
     # ------------------------------------------------------------------ delivery
-    def on_event(self, record) -> int:
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            raise RuntimeError("the dispatcher is not attached to the server's event loop")
+        return self.loop
+
+    def on_event(self, record: EventRecord) -> int:
         """Called by the engine for each new event; returns the number of endpoints."""
         n = 0
         for ep in self.endpoints:
@@ -186,9 +200,8 @@ class Dispatcher:
             delay = self.chaos["delay_ms"] / 1000.0
             if self.chaos["shuffle"]:
                 delay += self.rng.uniform(0, self.chaos["shuffle_window_ms"] / 1000.0)
-        assert self.loop is not None
         # always deferred: an API request never waits for delivery
-        self.loop.call_later(delay, self._enqueue, d)
+        self._event_loop().call_later(delay, self._enqueue, d)
 
     def _enqueue(self, d: Delivery) -> None:
         if d.generation != self.generation:
@@ -200,7 +213,7 @@ class Dispatcher:
         if q is None:
             q = self.queues[d.endpoint.id] = asyncio.Queue()
             for _ in range(self.concurrency):
-                self.workers.append(self.loop.create_task(self._worker(q)))
+                self.workers.append(self._event_loop().create_task(self._worker(q)))
         q.put_nowait(d)
 
     async def _worker(self, q: asyncio.Queue) -> None:
@@ -244,7 +257,7 @@ class Dispatcher:
             return
         n = len(d.attempts)
         if n <= len(self.retry_delays):
-            self.loop.call_later(self.retry_delays[n - 1], self._enqueue, d)
+            self._event_loop().call_later(self.retry_delays[n - 1], self._enqueue, d)
         else:
             d.status = "failed"
 
