@@ -61,6 +61,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.catalog.routes import bp as catalog
     from app.checkout.routes import bp as checkout
     from app.customers.routes import bp as customers
+    from app.embed.routes import bp as embed
     from app.entitlements.routes import bp as features
     from app.ops.routes import bp as ops
     from app.organizations.routes import bp as organizations
@@ -78,6 +79,7 @@ def _register_blueprints(app: Flask) -> None:
         customers,
         features,
         webhooks,
+        embed,
     ):
         app.register_blueprint(bp)
 
