@@ -1,20 +1,26 @@
-"""Buying through the hosted checkout page in a real browser, as the SDK's modal frames it."""
+"""Buying through the hosted checkout page in a real browser, as the SDK's modal frames it.
+
+Each scenario asserts the exact sequence of protocol messages the merchant's page received
+(HEIGHT_CHANGED, whose count depends on layout, is checked on its own)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from tests.browser.conftest import VISA, Checkout
+from app.db import db
+from models import CheckoutSession
+from models.base import utcnow
+from tests.browser.conftest import DECLINED, THREE_D_SECURE, VISA, Checkout
 from tests.support.billing import Catalog
 
 
-def test_one_time_purchase_posts_the_protocol_sequence_to_the_parent(
-    open_in_browser: Any, catalog: Catalog
-) -> None:
+def test_one_time_purchase(open_in_browser: Any, catalog: Catalog) -> None:
     checkout: Checkout = open_in_browser(catalog.one_time.id)
     frame = checkout.frame
     assert frame.locator("#product-name").inner_text() == "Lifetime export"
     assert frame.locator("#price").inner_text() == "$29.00"
+    assert frame.locator("#submit").inner_text() == "Pay $29.00"
 
     checkout.pay(VISA)
     success = checkout.wait_for_message("CHECKOUT_SUCCESS")
@@ -23,5 +29,122 @@ def test_one_time_purchase_posts_the_protocol_sequence_to_the_parent(
     every = checkout.messages()
     assert every[0] == {"type": "CHECKOUT_READY"}
     assert every[1]["type"] == "HEIGHT_CHANGED" and every[1]["payload"]["height"] > 100
+    # A one-time purchase makes no subscription.
     assert success == {"type": "CHECKOUT_SUCCESS", "payload": {"subscription": None}}
     assert frame.locator("#success-title").is_visible()
+
+
+def test_monthly_plan_succeeds_with_the_subscription_in_the_sdk_shape(
+    open_in_browser: Any, catalog: Catalog, buyer: Any
+) -> None:
+    checkout: Checkout = open_in_browser(catalog.monthly.id)
+    assert checkout.frame.locator("#price").inner_text() == "$12.00 / month"
+
+    checkout.pay(VISA)
+    subscription = checkout.wait_for_message("CHECKOUT_SUCCESS")["payload"]["subscription"]
+
+    assert checkout.types() == ["CHECKOUT_READY", "PROCESSING", "CHECKOUT_SUCCESS"]
+    assert subscription["status"] == "active"
+    assert subscription["customerId"] == str(buyer.customer_id)
+    assert subscription["productId"] == str(catalog.pro.id)
+    assert subscription["priceId"] == str(catalog.monthly.id)
+    assert subscription["cancelAtPeriodEnd"] is False
+    assert subscription["currentPeriodStart"] < subscription["currentPeriodEnd"]
+
+
+def test_trial_starts_without_a_charge(open_in_browser: Any, catalog: Catalog) -> None:
+    checkout: Checkout = open_in_browser(catalog.trial.id)
+    frame = checkout.frame
+    assert frame.locator("#submit").inner_text() == "Start free trial"
+    assert "14-day free trial" in frame.locator("#trial").inner_text()
+
+    checkout.pay(VISA)
+    subscription = checkout.wait_for_message("CHECKOUT_SUCCESS")["payload"]["subscription"]
+
+    assert checkout.types() == ["CHECKOUT_READY", "PROCESSING", "CHECKOUT_SUCCESS"]
+    assert subscription["status"] == "trialing"
+    assert frame.locator("#success-text").inner_text() == "Your free trial has started."
+
+
+def test_a_decline_is_shown_inline_and_another_card_then_succeeds(
+    open_in_browser: Any, catalog: Catalog
+) -> None:
+    checkout: Checkout = open_in_browser(catalog.one_time.id)
+    frame = checkout.frame
+
+    checkout.pay(DECLINED)
+    failed = checkout.wait_for_message("PAYMENT_FAILED")
+
+    assert failed["payload"]["code"] == "card_declined"
+    assert failed["payload"]["declineCode"] == "generic_decline"
+    assert failed["payload"]["type"] == "card_error"
+    alert = frame.get_by_role("alert")
+    assert "declined" in alert.inner_text()
+    assert frame.locator("#submit").is_enabled()
+
+    checkout.pay(VISA)
+    checkout.wait_for_message("CHECKOUT_SUCCESS")
+    assert checkout.types() == [
+        "CHECKOUT_READY",
+        "PROCESSING",
+        "PAYMENT_FAILED",
+        "PROCESSING",
+        "CHECKOUT_SUCCESS",
+    ]
+
+
+def test_three_d_secure_approved(open_in_browser: Any, catalog: Catalog) -> None:
+    checkout: Checkout = open_in_browser(catalog.monthly.id)
+
+    checkout.pay(THREE_D_SECURE)
+    challenge = checkout.wait_for_message("3DS_REQUIRED")
+    checkout.frame.get_by_role("button", name="Complete authentication").click()
+    success = checkout.wait_for_message("CHECKOUT_SUCCESS")
+
+    assert checkout.types() == ["CHECKOUT_READY", "PROCESSING", "3DS_REQUIRED", "CHECKOUT_SUCCESS"]
+    assert challenge["payload"]["threeDSecureUrl"].startswith("http")
+    assert success["payload"]["subscription"]["status"] == "active"
+
+
+def test_three_d_secure_failed_then_another_card(open_in_browser: Any, catalog: Catalog) -> None:
+    checkout: Checkout = open_in_browser(catalog.one_time.id)
+
+    checkout.pay(THREE_D_SECURE)
+    checkout.wait_for_message("3DS_REQUIRED")
+    checkout.frame.get_by_role("button", name="Fail authentication").click()
+    failed = checkout.wait_for_message("PAYMENT_FAILED")
+    assert failed["payload"]["code"] == "payment_intent_authentication_failure"
+    assert "authenticate" in checkout.frame.get_by_role("alert").inner_text()
+
+    checkout.pay(VISA)
+    checkout.wait_for_message("CHECKOUT_SUCCESS")
+    assert checkout.types() == [
+        "CHECKOUT_READY",
+        "PROCESSING",
+        "3DS_REQUIRED",
+        "PAYMENT_FAILED",
+        "PROCESSING",
+        "CHECKOUT_SUCCESS",
+    ]
+
+
+def test_an_expired_checkout_shows_a_message_and_nothing_else(
+    open_in_browser: Any, catalog: Catalog, context: Any
+) -> None:
+    checkout: Checkout = open_in_browser(catalog.one_time.id)
+    with db.transaction() as session:
+        row = session.get(CheckoutSession, checkout.id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+
+    checkout.page.reload()
+    error = checkout.wait_for_message("CHECKOUT_ERROR")
+
+    assert error == {
+        "type": "CHECKOUT_ERROR",
+        "payload": {"error": "This checkout has expired. Please start the purchase again."},
+    }
+    frame = checkout.frame
+    assert frame.get_by_role("heading").inner_text() == "Checkout unavailable"
+    html = frame.locator("html").inner_html()
+    assert "$29.00" not in html and "Lifetime" not in html and checkout.client_secret not in html
