@@ -138,7 +138,8 @@ def context(browser: Any) -> Iterator[Any]:
 
 
 PARENT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Shop</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body><h1>Shop</h1>
 <iframe id="checkout" title="Secure Checkout" src="%(src)s"
   style="width:100%%;height:700px;border:0" allow="payment"
