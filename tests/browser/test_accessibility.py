@@ -24,8 +24,8 @@ def test_every_field_is_labelled_and_tab_follows_the_form(
     checkout: Checkout = open_in_browser(catalog.one_time.id)
     frame = checkout.frame
     unlabelled = frame.locator("input, select, textarea").evaluate_all(
-        "els => els.filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))"
-        ".map(el => el.id)"
+        "els => els.filter(el => !(el.labels && el.labels.length)"
+        " && !el.getAttribute('aria-label')).map(el => el.id)"
     )
     assert unlabelled == []
     assert frame.get_by_role("heading", level=1).inner_text() == "Lifetime export"

@@ -22,7 +22,7 @@ def _everything_stored() -> str:
     dump = [
         str(row[0])
         for table in list(tables)
-        for row in db.session.execute(text(f'SELECT t::text FROM "{table}" AS t'))  # noqa: S608
+        for row in db.session.execute(text(f'SELECT t::text FROM "{table}" AS t'))
     ]
     return "\n".join(dump)
 
