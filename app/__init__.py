@@ -14,6 +14,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.cors import init_cors
+    from app.demo.routes import register_demo
     from app.db import db
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_cors(app)
     init_metrics(app)
     _register_blueprints(app)
+    register_demo(app)
     init_versions(app)
 
     from app.cli import billingos_cli
