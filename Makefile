@@ -7,7 +7,7 @@ PY := $(BIN)/python
 export FLASK_APP := app:create_app
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup run test lint format migrate bench chaos fuzz clean
+.PHONY: setup browser run test e2e lint format migrate bench chaos fuzz clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.installed: requirements.txt | $(BIN)/activate
 ## setup: create the virtualenv and install the pinned requirements
 setup: $(VENV)/.installed
 
+## browser: Debian's Chromium for the browser tests, installed with apt when absent
+browser:
+	@bash scripts/install_chromium.sh
+
 ## migrate: create the database if needed and apply every migration
 migrate: setup
 	$(PY) scripts/ensure_database.py
@@ -30,9 +34,14 @@ migrate: setup
 run: migrate
 	@bash scripts/run_dev.sh
 
-## test: the whole suite against real Postgres and Redis (its own database and Redis db)
-test: setup
+## test: the whole suite against real Postgres and Redis (its own database and Redis db),
+##       browser tests in headless Chromium included
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## e2e: the browser tests alone; screenshots of the demo app go to docs/screenshots/
+e2e: setup browser
+	E2E_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check) and mypy
 lint: setup
