@@ -148,3 +148,60 @@ def test_an_expired_checkout_shows_a_message_and_nothing_else(
     assert frame.get_by_role("heading").inner_text() == "Checkout unavailable"
     html = frame.locator("html").inner_html()
     assert "$29.00" not in html and "Lifetime" not in html and checkout.client_secret not in html
+
+
+def test_the_outcome_arrives_over_our_websocket(
+    open_in_browser: Any, catalog: Catalog, context: Any
+) -> None:
+    sockets: list[str] = []
+    page = context.new_page()
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    checkout: Checkout = open_in_browser(catalog.one_time.id, page=page)
+
+    checkout.pay(VISA)
+    checkout.wait_for_message("CHECKOUT_SUCCESS")
+    assert [url.split("/embed/")[1] for url in sockets] == [f"checkout/{checkout.id}/ws"]
+
+
+def test_without_websockets_and_event_streams_the_page_polls(
+    open_in_browser: Any, catalog: Catalog, context: Any
+) -> None:
+    streams: list[str] = []
+    context.route_web_socket("**/embed/checkout/*/ws", lambda ws: ws.close())
+
+    def refuse(route: Any) -> None:
+        streams.append(route.request.url)
+        route.abort()
+
+    context.route("**/embed/checkout/*/stream", refuse)
+    checkout: Checkout = open_in_browser(catalog.one_time.id)
+
+    checkout.pay(DECLINED)
+    checkout.wait_for_message("PAYMENT_FAILED")
+    checkout.pay(VISA)
+    checkout.wait_for_message("CHECKOUT_SUCCESS")
+    assert streams, "the page fell back to server-sent events before polling"
+    assert checkout.types() == [
+        "CHECKOUT_READY",
+        "PROCESSING",
+        "PAYMENT_FAILED",
+        "PROCESSING",
+        "CHECKOUT_SUCCESS",
+    ]
+
+
+def test_without_websockets_the_page_follows_server_sent_events(
+    open_in_browser: Any, catalog: Catalog, context: Any
+) -> None:
+    context.route_web_socket("**/embed/checkout/*/ws", lambda ws: ws.close())
+    page = context.new_page()
+    streams: list[str] = []
+    page.on(
+        "response",
+        lambda r: streams.append(r.headers.get("content-type", "")) if "/stream" in r.url else None,
+    )
+    checkout: Checkout = open_in_browser(catalog.one_time.id, page=page)
+
+    checkout.pay(VISA)
+    checkout.wait_for_message("CHECKOUT_SUCCESS")
+    assert streams and streams[0].startswith("text/event-stream")
