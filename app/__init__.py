@@ -13,6 +13,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from app.celery_app import init_celery
     from app.cors import init_cors
     from app.demo.routes import register_demo
     from app.db import db
@@ -22,7 +23,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.realtime import init_realtime
     from app.redis_client import init_redis
     from app.versions import init_versions
-    from tasks import init_celery
 
     settings = settings or Settings.from_env(**overrides)
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))

@@ -141,7 +141,7 @@ def _operation(
             }
         doc["responses"][str(status)] = entry
     for status, extra in op.extra_responses.items():
-        doc["responses"][str(status)] = extra
+        doc["responses"][str(status)] = _errors_in_version(extra, components.version)
     standard = {400, 404, 405, 413, 414, 500} if op.body is not None else {404, 405, 414, 500}
     if op.body is not None:
         standard |= {415, 422}
@@ -162,6 +162,15 @@ def _operation(
     return doc
 
 
+def _errors_in_version(response: dict[str, Any], version: str) -> dict[str, Any]:
+    """A hand-written response entry whose problem+json content the dialect renders as SdkError."""
+    content = response.get("content", {})
+    if version != SDK_2026_01_01 or PROBLEM_JSON not in content:
+        return response
+    sdk_error = {"schema": {"$ref": _REF.format(model="SdkError")}}
+    return {**response, "content": {"application/json": sdk_error}}
+
+
 def _in_version(op: Operation, translator: RouteTranslator | None) -> Operation:
     """The operation as a version with its own translator for the route serves it."""
     if translator is None:
@@ -169,8 +178,7 @@ def _in_version(op: Operation, translator: RouteTranslator | None) -> Operation:
     responses = dict(translator.responses or op.responses)
     description = op.description
     if translator.credential is not None:
-        # Only that credential gets the translated shape; the others keep the route's own.
-        responses = {**op.responses, **responses}
+        # Only that credential gets the translated shape; its `responses` document both.
         description = (
             f"{description or ''}\n\nWith a {translator.credential.replace('_', ' ')}, "
             "this version answers the shape documented here; other credentials get the "

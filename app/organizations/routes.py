@@ -50,8 +50,8 @@ def get_organization() -> ResponseReturnValue:
     tags=["organization"],
 )
 def update_organization(body: OrganizationUpdate) -> ResponseReturnValue:
-    organization = service.update_organization(
-        current_merchant().organization_id, body.model_dump(exclude_none=True)
-    )
+    organization_id = current_merchant().organization_id
+    organization = service.update_organization(organization_id, body.model_dump(exclude_none=True))
     db.session.commit()
+    service.forget_api_settings(organization_id)
     return json_response(_out(organization))

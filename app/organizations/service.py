@@ -1,8 +1,10 @@
-"""An organization's API settings: its default API version and the browser origins it allows."""
+"""Organizations (the merchants): creation, secret keys, and their API settings — the default
+API version and the browser origins allowed to call the SDK routes."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +13,10 @@ from flask import g, request
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.auth import digest, generate_secret_key
 from app.db import db
 from app.errors import NotFound
-from models import Organization
+from models import ApiKey, Organization
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,28 @@ class ApiSettings:
     allowed_origins: tuple[str, ...]
 
 
+# Read on every request that sends no version header or comes from a browser, so each process
+# keeps them briefly instead of asking Postgres each time. A change made through this process is
+# seen at once; other processes see it within this many seconds.
+SETTINGS_TTL_SECONDS = 10.0
+_MAX_CACHED = 10_000
+_cache: dict[uuid.UUID, tuple[float, ApiSettings]] = {}
+
+
 def api_settings(organization_id: uuid.UUID) -> ApiSettings | None:
+    now = time.monotonic()
+    cached = _cache.get(organization_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    settings = _load_api_settings(organization_id)
+    if settings is not None:
+        if len(_cache) >= _MAX_CACHED:
+            _cache.clear()
+        _cache[organization_id] = (now + SETTINGS_TTL_SECONDS, settings)
+    return settings
+
+
+def _load_api_settings(organization_id: uuid.UUID) -> ApiSettings | None:
     row = db.session.execute(
         select(Organization.api_version, Organization.allowed_origins).where(
             Organization.id == organization_id
@@ -89,5 +113,42 @@ def update_organization(organization_id: uuid.UUID, changes: dict[str, Any]) -> 
         organization.allowed_origins = list(dict.fromkeys(changes["allowed_origins"]))
     if "api_version" in changes:
         organization.api_version = changes["api_version"]
-    request.environ.pop(_SETTINGS_KEY, None)
     return organization
+
+
+def forget_api_settings(organization_id: uuid.UUID) -> None:
+    """After a committed change: this request and this process read the new settings."""
+    request.environ.pop(_SETTINGS_KEY, None)
+    _cache.pop(organization_id, None)
+
+
+def create_organization(
+    name: str, api_version: str, allowed_origins: tuple[str, ...] = ()
+) -> tuple[Organization, str]:
+    """A new organization and its first secret key (returned once; only its digest is stored)."""
+    organization = Organization(
+        name=name, api_version=api_version, allowed_origins=list(dict.fromkeys(allowed_origins))
+    )
+    db.session.add(organization)
+    db.session.flush()
+    secret_key = issue_secret_key(organization.id)
+    return organization, secret_key
+
+
+def issue_secret_key(organization_id: uuid.UUID) -> str:
+    secret_key = generate_secret_key()
+    db.session.add(
+        ApiKey(
+            organization_id=organization_id,
+            key_hash=digest(secret_key),
+            key_prefix=secret_key[:16],
+        )
+    )
+    return secret_key
+
+
+def organization_named(name: str) -> Organization | None:
+    """An organization with this name, if any (names are not unique: any one of them)."""
+    return db.session.execute(
+        select(Organization).where(Organization.name == name).limit(1)
+    ).scalar_one_or_none()

@@ -190,4 +190,6 @@ def init_versions(app: Flask) -> None:
         if response.mimetype == PROBLEM_JSON:
             response = _render_problem(response, version)
         response.headers[HEADER] = version or BASE_VERSION
+        # A cached body (ETag revalidation) must not be reused across versions.
+        response.vary.add(HEADER)
         return response

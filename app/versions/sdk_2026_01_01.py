@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Response, current_app
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from app import settings_of
 from app.api import QueryModel, RequestModel, json_response, parse_body, parse_query
 from app.auth import current_customer
 from app.catalog import service as catalog
+from app.catalog.schemas import ProductList
 from app.checkout import service as checkout_service
 from app.checkout.schemas import (
     EMAIL_PATTERN,
@@ -28,9 +29,10 @@ from app.checkout.schemas import (
     CheckoutCreate,
     checkout_out,
 )
+from app.customers.schemas import CustomerIn
 from app.db import db
 from app.errors import ApiError, Conflict, ServiceUnavailable
-from app.session_tokens.schemas import CustomerIn, SessionTokenCreate
+from app.session_tokens.schemas import SessionTokenCreate
 from app.subscriptions import service as subscriptions
 from app.versions import SDK_2026_01_01, RouteTranslator, translates
 from models import CheckoutSession, Product, Subscription
@@ -182,6 +184,10 @@ class PricingTable(BaseModel):
     currentSubscription: PricingCurrentSubscription | None
 
 
+class ProductsAnswer(RootModel[PricingTable | ProductList]):
+    """`GET /v1/products`: the pricing table for a session token, the catalog for a secret key."""
+
+
 def _pricing_product(product: Product, current_product_ids: set[uuid.UUID]) -> PricingProduct:
     prices = [p for p in product.prices if p.active]
     return PricingProduct(
@@ -271,7 +277,7 @@ translates(SDK_2026_01_01, "catalog.list_products")(
         # A merchant's server listing its catalog gets the 2026-11-27 list in every version.
         credential="session_token",
         query=SdkProductsQuery,
-        responses={200: PricingTable},
+        responses={200: ProductsAnswer},
     )
 )
 

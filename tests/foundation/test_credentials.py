@@ -79,9 +79,9 @@ class TestModes:
     def test_a_live_host_mints_live_credentials(
         self, client: FlaskClient, live_mode: None, app_context: None
     ) -> None:
-        from app.cli import create_organization
+        from app.organizations.service import create_organization
 
-        _organization, secret_key = create_organization("Live shop")
+        _organization, secret_key = create_organization("Live shop", "2026-01-01")
         db.session.commit()
         assert secret_key.startswith("sk_live_")
         minted = client.post(

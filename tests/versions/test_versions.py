@@ -25,6 +25,7 @@ class TestWhichVersion:
         assert "2026-01-01" in body["detail"] and "2026-11-27" in body["detail"]
         assert body["error"]["message"] == body["detail"]
         assert response.headers["X-BillingOS-Version"] == V2026_11_27
+        assert "X-BillingOS-Version" in response.headers["Vary"]
 
     def test_without_a_header_the_organizations_default_applies(
         self, client: FlaskClient, merchant: Merchant
@@ -100,6 +101,13 @@ class TestOpenApi:
             in ours["paths"]["/v1/checkout/create"]["post"]["responses"]["422"]["content"]
         )
         assert "/v1/features/check" in sdk["paths"] and "/v1/features/check" in ours["paths"]
+        # Hand-written error entries (websockets, webhooks) follow the version too.
+        upgrade = sdk["paths"]["/v1/customer/ws"]["get"]["responses"]["400"]["content"]
+        assert list(upgrade) == ["application/json"]
+        products = sdk["paths"]["/v1/products"]["get"]["responses"]["200"]["content"]
+        schema = products["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        options = sdk["components"]["schemas"][schema]["anyOf"]
+        assert {o["$ref"].rsplit("/", 1)[1] for o in options} == {"PricingTable", "ProductList"}
 
     def test_unknown_version_is_400(self, client: FlaskClient) -> None:
         response = client.get("/openapi.json?version=1999-01-01")
