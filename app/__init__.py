@@ -15,8 +15,8 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.celery_app import init_celery
     from app.cors import init_cors
-    from app.demo.routes import register_demo
     from app.db import db
+    from app.demo.routes import register_demo
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging
     from app.metrics import init_metrics
