@@ -32,7 +32,7 @@ from app.redis_client import get_redis
 from app.streams import transport
 from app.streams.hub import hub_of
 from app.streams.leases import acquire_lease
-from app.streams.routes import _sse as sse_events
+from app.streams.routes import event_stream_response
 from app.streams.service import StatusStream, StreamOptions, checkout_stream
 from app.streams.transport import CLOSE_UNAUTHORIZED
 from models import CheckoutSession
@@ -274,11 +274,6 @@ def _open_websocket_stream(ws: Server, raw_id: str) -> StatusStream | None:
 
 @bp.get("/embed/checkout/<raw_id>/stream")
 def checkout_event_stream(raw_id: str) -> ResponseReturnValue:
-    stream = _open_stream(raw_id, settings_of(current_app).realtime.sse_ping_seconds)
-    response = Response(
-        sse_events(stream),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return event_stream_response(
+        _open_stream(raw_id, settings_of(current_app).realtime.sse_ping_seconds)
     )
-    response.call_on_close(stream.close)
-    return response

@@ -18,6 +18,11 @@
   "use strict";
   var BASE = new URL(document.currentScript.src).origin;
 
+  // Styles through the CSSOM, which a page's CSP without 'unsafe-inline' still allows.
+  function css(el, styles) {
+    Object.assign(el.style, styles);
+  }
+
   function call(method, path, key, data) {
     var url = BASE + "/_stripejs/" + path;
     var init = { method: method, credentials: "omit", headers: {} };
@@ -56,10 +61,12 @@
   function field(id, label, attrs) {
     var wrap = document.createElement("div");
     wrap.className = "StripeElement-field";
-    wrap.style.display = "flex";
-    wrap.style.flexDirection = "column";
-    wrap.style.gap = "4px";
-    wrap.style.flex = "1 1 120px";
+    css(wrap, {
+      display: "flex",
+      flexDirection: "column",
+      gap: "4px",
+      flex: "1 1 120px",
+    });
     var labelEl = document.createElement("label");
     labelEl.htmlFor = id;
     labelEl.textContent = label;
@@ -70,13 +77,15 @@
       input.setAttribute(k, attrs[k]);
     });
     input.type = "text";
-    input.style.font = "inherit";
-    input.style.padding = "10px 12px";
-    input.style.border = "1px solid #8a8f98";
-    input.style.borderRadius = "var(--border-radius, 6px)";
-    input.style.background = "transparent";
-    input.style.color = "inherit";
-    input.style.minWidth = "0";
+    css(input, {
+      font: "inherit",
+      padding: "10px 12px",
+      border: "1px solid #8a8f98",
+      borderRadius: "var(--border-radius, 6px)",
+      background: "transparent",
+      color: "inherit",
+      minWidth: "0",
+    });
     wrap.appendChild(labelEl);
     wrap.appendChild(input);
     return { wrap: wrap, input: input };
@@ -106,16 +115,20 @@
     var n = ++counter;
     var box = document.createElement("fieldset");
     box.className = "StripeElement";
-    box.style.border = "0";
-    box.style.padding = "0";
-    box.style.margin = "0";
-    box.style.display = "flex";
-    box.style.flexWrap = "wrap";
-    box.style.gap = "12px";
+    css(box, {
+      border: "0",
+      padding: "0",
+      margin: "0",
+      display: "flex",
+      flexWrap: "wrap",
+      gap: "12px",
+    });
     var legend = document.createElement("legend");
     legend.textContent = "Card details";
-    legend.style.fontWeight = "600";
-    legend.style.marginBottom = "8px";
+    css(legend, {
+      fontWeight: "600",
+      marginBottom: "8px",
+    });
     box.appendChild(legend);
     var number = field("stripe-card-number-" + n, "Card number", {
       autocomplete: "cc-number",
@@ -234,23 +247,27 @@
     return new Promise(function (resolve) {
       var previous = document.activeElement;
       var overlay = document.createElement("div");
-      overlay.style.position = "fixed";
-      overlay.style.inset = "0";
-      overlay.style.background = "rgba(0,0,0,0.5)";
-      overlay.style.display = "flex";
-      overlay.style.alignItems = "center";
-      overlay.style.justifyContent = "center";
-      overlay.style.zIndex = "2147483647";
+      css(overlay, {
+        position: "fixed",
+        inset: "0",
+        background: "rgba(0,0,0,0.5)",
+        display: "flex",
+        alignItems: "center",
+        justifyContent: "center",
+        zIndex: "2147483647",
+      });
       var dialog = document.createElement("div");
       dialog.setAttribute("role", "dialog");
       dialog.setAttribute("aria-modal", "true");
       dialog.setAttribute("aria-labelledby", "stripe-3ds-title");
-      dialog.style.background = "#fff";
-      dialog.style.color = "#1a1a2e";
-      dialog.style.padding = "20px";
-      dialog.style.borderRadius = "8px";
-      dialog.style.maxWidth = "320px";
-      dialog.style.width = "90%";
+      css(dialog, {
+        background: "#fff",
+        color: "#1a1a2e",
+        padding: "20px",
+        borderRadius: "8px",
+        maxWidth: "320px",
+        width: "90%",
+      });
       var title = document.createElement("h2");
       title.id = "stripe-3ds-title";
       title.textContent = "3D Secure test payment";
@@ -263,8 +280,10 @@
         var b = document.createElement("button");
         b.type = "button";
         b.textContent = label;
-        b.style.margin = "4px";
-        b.style.padding = "10px 14px";
+        css(b, {
+          margin: "4px",
+          padding: "10px 14px",
+        });
         b.addEventListener("click", function () {
           document.body.removeChild(overlay);
           if (previous && previous.focus) previous.focus();

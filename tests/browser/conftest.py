@@ -2,7 +2,8 @@
 stack — gunicorn, a Celery worker, the Stripe emulator (and its Stripe.js stand-in) delivering
 webhooks to that gunicorn.
 
-One browser for the whole session, one web server and worker per module; each test gets a
+One browser, one web server and one worker for the whole session (the demo's module has a
+development-mode web server of its own); each test gets a
 fresh browser context (its own cookies and storage) and a fresh emulator. The merchant's page
 that frames the checkout is served by a small HTTP server of the test process on `localhost`
 (the app is on `127.0.0.1`), so the iframe is genuinely cross-origin.
@@ -98,7 +99,7 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def web_server(app: Any) -> Iterator[WebServer]:
     """gunicorn as in production, started after `app` so it inherits the session's emulator."""
     server = start_web_server(workers=1, env={"LOG_LEVEL": "INFO"})
@@ -106,7 +107,7 @@ def web_server(app: Any) -> Iterator[WebServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def worker(app: Any) -> Iterator[ManagedProcess]:
     process = start_celery_worker(concurrency=2)
     yield process

@@ -14,6 +14,15 @@ from models.base import utcnow
 from tests.browser.conftest import DECLINED, THREE_D_SECURE, VISA, Checkout
 from tests.support.billing import Catalog
 
+# A failed attempt, then another card that pays.
+DECLINED_THEN_PAID = [
+    "CHECKOUT_READY",
+    "PROCESSING",
+    "PAYMENT_FAILED",
+    "PROCESSING",
+    "CHECKOUT_SUCCESS",
+]
+
 
 def test_one_time_purchase(open_in_browser: Any, catalog: Catalog) -> None:
     checkout: Checkout = open_in_browser(catalog.one_time.id)
@@ -84,13 +93,7 @@ def test_a_decline_is_shown_inline_and_another_card_then_succeeds(
 
     checkout.pay(VISA)
     checkout.wait_for_message("CHECKOUT_SUCCESS")
-    assert checkout.types() == [
-        "CHECKOUT_READY",
-        "PROCESSING",
-        "PAYMENT_FAILED",
-        "PROCESSING",
-        "CHECKOUT_SUCCESS",
-    ]
+    assert checkout.types() == DECLINED_THEN_PAID
 
 
 def test_three_d_secure_approved(open_in_browser: Any, catalog: Catalog) -> None:
@@ -181,13 +184,7 @@ def test_without_websockets_and_event_streams_the_page_polls(
     checkout.pay(VISA)
     checkout.wait_for_message("CHECKOUT_SUCCESS")
     assert streams, "the page fell back to server-sent events before polling"
-    assert checkout.types() == [
-        "CHECKOUT_READY",
-        "PROCESSING",
-        "PAYMENT_FAILED",
-        "PROCESSING",
-        "CHECKOUT_SUCCESS",
-    ]
+    assert checkout.types() == DECLINED_THEN_PAID
 
 
 def test_without_websockets_the_page_follows_server_sent_events(
