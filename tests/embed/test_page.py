@@ -193,3 +193,21 @@ def test_the_id_alone_opens_the_checkout_whoever_asks(
     assert body["id"] == str(checkout.id)
     assert set(body) >= {"status", "client_secret", "product_name"}
     assert "customer_id" not in body
+
+
+def test_with_real_stripe_the_page_loads_and_allows_only_stripes_hosts(
+    client: Any,
+    open_checkout: Callable[..., CheckoutSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = dataclasses.replace(settings_of(client.application), stripe_api_base=None)
+    monkeypatch.setitem(client.application.config, "BILLINGOS", real)
+    checkout = open_checkout()
+
+    response = client.get(f"/embed/checkout/{checkout.id}")
+
+    assert '<script src="https://js.stripe.com/v3/">' in response.get_data(as_text=True)
+    directives = _directives(response)
+    assert directives["script-src"] == "'self' https://js.stripe.com https://*.js.stripe.com"
+    assert directives["connect-src"] == "'self' ws://localhost https://api.stripe.com"
+    assert "127.0.0.1" not in response.headers["Content-Security-Policy"]
