@@ -34,10 +34,13 @@ migrate: setup
 run: migrate
 	@bash scripts/run_dev.sh
 
-## test: the whole suite against real Postgres and Redis (its own database and Redis db),
-##       browser tests in headless Chromium included
+## test: the whole suite against real Postgres and Redis, in TEST_WORKERS pytest processes side by
+##       side (default 2; 0 = one process); each has its own database, redis-server and ports,
+##       so two `make test` on one machine do not meet. Whole files go to one process (loadfile),
+##       so a module's shared server starts once. Browser tests (headless Chromium) included.
+TEST_WORKERS ?= 2
 test: setup browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## e2e: the browser tests alone; screenshots of the demo app go to docs/screenshots/
 e2e: setup browser

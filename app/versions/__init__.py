@@ -67,10 +67,6 @@ def current_version() -> str | None:
     return settings.api_version if settings is not None else None
 
 
-def is_sdk_dialect() -> bool:
-    return current_version() == SDK_2026_01_01
-
-
 # ------------------------------------------------------------------------- route translators
 
 
@@ -97,12 +93,9 @@ class RouteTranslator:
 _TRANSLATORS: dict[tuple[str, str], RouteTranslator] = {}
 
 
-def translates(version: str, endpoint: str) -> Callable[[RouteTranslator], RouteTranslator]:
-    def register(translator: RouteTranslator) -> RouteTranslator:
-        _TRANSLATORS[(version, endpoint)] = translator
-        return translator
-
-    return register
+def register(version: str, endpoint: str, translator: RouteTranslator) -> None:
+    """Serve the route `endpoint` (Flask's `blueprint.function`) in `version` by `translator`."""
+    _TRANSLATORS[(version, endpoint)] = translator
 
 
 def translator_of(version: str, endpoint: str) -> RouteTranslator | None:

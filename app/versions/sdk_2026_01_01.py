@@ -34,8 +34,8 @@ from app.db import db
 from app.errors import ApiError, Conflict, ServiceUnavailable
 from app.session_tokens.schemas import SessionTokenCreate
 from app.subscriptions import service as subscriptions
-from app.versions import SDK_2026_01_01, RouteTranslator, translates
-from models import CheckoutSession, Product, Subscription
+from app.versions import SDK_2026_01_01, RouteTranslator, register
+from models import CheckoutSession, Product, ProductPrice, Subscription
 from models.subscription import LIVE_STATUSES
 
 # The bottom sheet reads `clientSecret` from the create answer itself and sends no `Prefer`
@@ -119,12 +119,14 @@ def _serve_session_token(handler: Callable[..., Any]) -> Response:
     return json_response(rendered, response.status_code)
 
 
-translates(SDK_2026_01_01, "session_tokens.create_session_token")(
+register(
+    SDK_2026_01_01,
+    "session_tokens.create_session_token",
     RouteTranslator(
         serve=_serve_session_token,
         body=SdkSessionTokenCreate,
         responses={201: SdkSessionTokenOut},
-    )
+    ),
 )
 
 
@@ -271,14 +273,16 @@ def _serve_pricing_table(_handler: Callable[..., Any]) -> Response:
     return json_response(table)
 
 
-translates(SDK_2026_01_01, "catalog.list_products")(
+register(
+    SDK_2026_01_01,
+    "catalog.list_products",
     RouteTranslator(
         serve=_serve_pricing_table,
         # A merchant's server listing its catalog gets the 2026-11-27 list in every version.
         credential="session_token",
         query=SdkProductsQuery,
         responses={200: ProductsAnswer},
-    )
+    ),
 )
 
 
@@ -372,10 +376,14 @@ class SdkCheckoutSession(BaseModel):
     checkoutMode: Literal["standard", "adaptive", "free"]
 
 
+def _product_and_price(checkout: CheckoutSession) -> tuple[Product, ProductPrice | None]:
+    product = catalog.get_product(checkout.organization_id, checkout.product_id)
+    return product, next((p for p in product.prices if p.id == checkout.price_id), None)
+
+
 def checkout_session(checkout: CheckoutSession) -> dict[str, Any]:
     """The checkout as the SDK reads it, with every field of 2026-11-27's Checkout beside it."""
-    product = catalog.get_product(checkout.organization_id, checkout.product_id)
-    price = next((p for p in product.prices if p.id == checkout.price_id), None)
+    product, price = _product_and_price(checkout)
     ours = checkout_out(checkout, checkout_service.subscription_of(checkout)).model_dump(
         mode="json"
     )
@@ -437,7 +445,9 @@ def _serve_create_checkout(handler: Callable[..., Any]) -> Response:
     return json_response(checkout_session(checkout), status)
 
 
-translates(SDK_2026_01_01, "checkout.create_checkout")(
+register(
+    SDK_2026_01_01,
+    "checkout.create_checkout",
     RouteTranslator(
         serve=_serve_create_checkout,
         body=SdkCheckoutCreate,
@@ -449,7 +459,7 @@ translates(SDK_2026_01_01, "checkout.create_checkout")(
             429: "rate_limited",
             503: "checkout_not_ready",
         },
-    )
+    ),
 )
 
 
@@ -466,8 +476,10 @@ def _serve_checkout_status(handler: Callable[..., Any]) -> Response:
     return rendered
 
 
-translates(SDK_2026_01_01, "checkout.checkout_status")(
-    RouteTranslator(serve=_serve_checkout_status, responses={200: SdkCheckoutSession})
+register(
+    SDK_2026_01_01,
+    "checkout.checkout_status",
+    RouteTranslator(serve=_serve_checkout_status, responses={200: SdkCheckoutSession}),
 )
 
 
@@ -495,8 +507,7 @@ def _serve_confirm(handler: Callable[..., Any]) -> Response:
         current_customer(), uuid.UUID(confirmed["id"])
     )
     subscription = checkout_service.subscription_of(checkout)
-    product = catalog.get_product(checkout.organization_id, checkout.product_id)
-    price = next((p for p in product.prices if p.id == checkout.price_id), None)
+    _product, price = _product_and_price(checkout)
     # The charge runs in the background: `success` means "accepted", and `status` is what the
     # subscription will be once it succeeds; the outcome arrives by status, stream or websocket.
     expected = "trialing" if price is not None and price.trial_period_days else "active"
@@ -514,7 +525,9 @@ def _serve_confirm(handler: Callable[..., Any]) -> Response:
     return json_response({**confirmed, **answer.model_dump(mode="json")}, response.status_code)
 
 
-translates(SDK_2026_01_01, "checkout.confirm_checkout")(
+register(
+    SDK_2026_01_01,
+    "checkout.confirm_checkout",
     RouteTranslator(
         serve=_serve_confirm,
         body=SdkCheckoutConfirm,
@@ -525,5 +538,5 @@ translates(SDK_2026_01_01, "checkout.confirm_checkout")(
             409: "checkout_not_confirmable",
             410: "checkout_expired",
         },
-    )
+    ),
 )

@@ -116,3 +116,12 @@ class TestOpenApi:
 
     def test_without_a_version_the_base_version(self, client: FlaskClient) -> None:
         assert self._doc(client)["info"]["version"] == V2026_11_27
+
+
+def test_every_translator_names_a_route_of_the_app(app) -> None:  # type: ignore[no-untyped-def]
+    """A renamed handler must not silently drop its route back to 2026-11-27's shape."""
+    from app.versions import _TRANSLATORS
+
+    assert _TRANSLATORS
+    for _version, endpoint in _TRANSLATORS:
+        assert endpoint in app.view_functions, endpoint
