@@ -23,10 +23,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.checkout.conftest import eventually
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant
 from tests.support.billing import Catalog, catalog  # noqa: F401 (fixture)
-from tests.support.processes import ManagedProcess, start_celery_worker
+from tests.support.processes import ManagedProcess, start_celery_worker, wait_until
 from tests.support.server import WebServer, start_web_server
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -183,7 +182,7 @@ class Checkout:
         return [m["type"] for m in self.messages() if heights or m["type"] != "HEIGHT_CHANGED"]
 
     def wait_for_message(self, kind: str, count: int = 1, timeout: float = 30.0) -> dict[str, Any]:
-        found = eventually(
+        found = wait_until(
             lambda: [m for m in self.messages() if m["type"] == kind][count - 1 :],
             timeout=timeout,
             what=f"{kind} #{count} (got {self.types(heights=True)}; console: {self.console})",

@@ -28,7 +28,7 @@ def test_every_field_is_labelled_and_tab_follows_the_form(
         " && !el.getAttribute('aria-label')).map(el => el.id)"
     )
     assert unlabelled == []
-    assert frame.get_by_role("heading", level=1).inner_text() == "Lifetime export"
+    assert frame.get_by_role("heading", level=1).inner_text() == catalog.lifetime.name
 
     frame.get_by_label("Card number").focus()
     order = [_focused_label(frame)]

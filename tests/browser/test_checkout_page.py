@@ -27,7 +27,7 @@ DECLINED_THEN_PAID = [
 def test_one_time_purchase(open_in_browser: Any, catalog: Catalog) -> None:
     checkout: Checkout = open_in_browser(catalog.one_time.id)
     frame = checkout.frame
-    assert frame.locator("#product-name").inner_text() == "Lifetime export"
+    assert frame.locator("#product-name").inner_text() == catalog.lifetime.name
     assert frame.locator("#price").inner_text() == "$29.00"
     assert frame.locator("#submit").inner_text() == "Pay $29.00"
 

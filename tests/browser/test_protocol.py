@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from tests.browser.conftest import PARENT_PAGE, Checkout, ParentSite
-from tests.checkout.conftest import eventually
 from tests.support.billing import Catalog
+from tests.support.processes import wait_until
 
 
 def _style(checkout: Checkout, name: str) -> str:
@@ -35,7 +35,7 @@ def test_appearance_comes_from_the_query_string_and_init_checkout(
     )
     # INIT_CHECKOUT (sent by the parent on CHECKOUT_READY) comes later and wins where it
     # speaks: its primary colour, and its theme "light" over the query's "dark".
-    eventually(lambda: _style(checkout, "--color-primary") == "#0a7d4f", timeout=5)
+    wait_until(lambda: _style(checkout, "--color-primary") == "#0a7d4f", timeout=5)
     assert checkout.frame.locator("html").get_attribute("data-theme") == "light"
     assert _style(checkout, "--color-background") == "#101010"
     assert _style(checkout, "--border-radius") == "12px"
@@ -46,7 +46,7 @@ def test_update_config_restyles_and_ignores_what_is_not_a_style_value(
     open_in_browser: Any, catalog: Catalog
 ) -> None:
     checkout: Checkout = open_in_browser(catalog.one_time.id)
-    eventually(lambda: _style(checkout, "--color-primary") == "#0a7d4f", timeout=5)
+    wait_until(lambda: _style(checkout, "--color-primary") == "#0a7d4f", timeout=5)
 
     _send(
         checkout,
@@ -59,7 +59,7 @@ def test_update_config_restyles_and_ignores_what_is_not_a_style_value(
             },
         },
     )
-    eventually(lambda: checkout.frame.locator("html").get_attribute("data-theme") == "dark")
+    wait_until(lambda: checkout.frame.locator("html").get_attribute("data-theme") == "dark")
     assert _style(checkout, "--color-primary") == "#0a7d4f"
     assert _style(checkout, "--color-text") == "#eee"
     assert checkout.frame.locator("#price").inner_text() == "29,00\xa0$"
@@ -85,5 +85,5 @@ def test_a_site_the_merchant_did_not_allow_cannot_frame_the_checkout(
     page = context.new_page()
     page.goto(foreign + parent_site.put("/foreign", html).removeprefix(parent_site.origin))
 
-    eventually(lambda: any(f.url.startswith("chrome-error:") for f in page.frames), timeout=10)
+    wait_until(lambda: any(f.url.startswith("chrome-error:") for f in page.frames), timeout=10)
     assert page.evaluate("window.messages") == []
