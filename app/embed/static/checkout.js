@@ -301,8 +301,14 @@ function fatal(message) {
 async function succeed() {
   finished = true;
   if (stopFollowing) stopFollowing();
-  // The stream's frame has our snake_case Checkout; the SDK's subscription shape is here.
-  const { body } = await getJson(config.stateUrl);
+  // The stream's frame has our snake_case Checkout; the SDK's subscription shape is here. A
+  // recurring price's subscription row may be recorded a moment after the checkout succeeded
+  // (its own Stripe event): wait for it a little rather than report none.
+  let { body } = await getJson(config.stateUrl);
+  for (let tries = 0; body.interval && !body.sdk_subscription && tries < 20; tries += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    ({ body } = await getJson(config.stateUrl));
+  }
   $("payment-form").hidden = true;
   $("success").hidden = false;
   if (body.trial_days) $("success-text").textContent = "Your free trial has started.";
