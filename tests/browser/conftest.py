@@ -113,10 +113,18 @@ def worker(app: Any) -> Iterator[ManagedProcess]:
     process.stop()
 
 
+@pytest.fixture(scope="session")
+def webhook_secret() -> str:
+    """The webhook secret the web server verifies with (a module may run its own server)."""
+    return WEBHOOK_SECRET
+
+
 @pytest.fixture()
-def stack(stripe_emulator: Any, web_server: WebServer, worker: ManagedProcess) -> WebServer:
+def stack(
+    stripe_emulator: Any, web_server: WebServer, worker: ManagedProcess, webhook_secret: str
+) -> WebServer:
     """The freshly reset emulator delivering its webhooks to the web server."""
-    stripe_emulator.register_webhook(f"{web_server.url}/stripe/webhooks", secret=WEBHOOK_SECRET)
+    stripe_emulator.register_webhook(f"{web_server.url}/stripe/webhooks", secret=webhook_secret)
     return web_server
 
 

@@ -5,6 +5,7 @@ sets docs/screenshots) or the test's temporary directory."""
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,15 @@ from tests.support.server import WebServer, start_web_server
 
 
 @pytest.fixture(scope="module")
-def web_server(app: Any) -> Iterator[WebServer]:
-    server = start_web_server(workers=1, env={"BILLINGOS_ENV": "development"})
+def webhook_secret() -> str:
+    # Outside the test mode the server refuses a secret published in the repository.
+    return "whsec_" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def web_server(app: Any, webhook_secret: str) -> Iterator[WebServer]:
+    env = {"BILLINGOS_ENV": "development", "STRIPE_WEBHOOK_SECRET": webhook_secret}
+    server = start_web_server(workers=1, env=env)
     yield server
     server.stop()
 
