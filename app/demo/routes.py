@@ -15,10 +15,11 @@ from pydantic import Field
 from sqlalchemy import select
 
 from app import settings_of
-from app.api import PUBLIC, RequestModel, json_response, operation
+from app.api import PUBLIC, json_response, operation
 from app.cli import DEMO_ORGANIZATION
 from app.db import db
 from app.errors import NotFound
+from app.request_models import RequestModel
 from app.session_tokens import service as session_tokens
 from app.session_tokens.schemas import CustomerIn
 from models import Organization

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from app.api import RequestModel
 from app.checkout.schemas import CheckoutOut
+from app.request_models import RequestModel
 
 
 class EmbedCheckoutOut(CheckoutOut):

@@ -17,10 +17,11 @@ from flask import Flask
 from app import settings_of
 from app.db import db
 from app.embed import service
-from app.embed.routes import PER_CHECKOUT
+from app.rate_limit import EMBED_PER_CHECKOUT, rule
 from models import CheckoutSession
 from models.base import utcnow
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
+from tests.support.limits import configured_limits
 
 SHOP = "https://shop.example"
 
@@ -165,10 +166,24 @@ def test_confirm_by_id_is_the_checkout_services_confirm(
     assert again.get_json()["code"] == "checkout_not_confirmable"
 
 
+def test_the_sdk_confirms_card_testing_limit_counts_the_pages_confirms_too(
+    app: Flask, client: Any, open_checkout: Callable[..., CheckoutSession]
+) -> None:
+    checkout = open_checkout()
+    url = f"/embed/checkout/{checkout.id}/confirm"
+    with configured_limits(app, confirm_per_checkout="1/hour"):
+        assert client.post(url, json={"paymentMethodId": "pm_card_visa"}).status_code == 202
+        again = client.post(url, json={"paymentMethodId": "pm_card_visa"})
+        # Limited before the checkout's state is even looked at (409 otherwise).
+        assert again.status_code == 429
+        assert int(again.headers["Retry-After"]) >= 1
+
+
 def test_one_checkout_id_is_rate_limited(client: Any) -> None:
     probe = f"/embed/checkout/{uuid.uuid4()}"
-    statuses = [client.get(probe).status_code for _ in range(PER_CHECKOUT.limit + 1)]
-    assert statuses[:-1] == [404] * PER_CHECKOUT.limit
+    limit = rule(EMBED_PER_CHECKOUT).amount
+    statuses = [client.get(probe).status_code for _ in range(limit + 1)]
+    assert statuses[:-1] == [404] * limit
     assert statuses[-1] == 429
 
 
