@@ -31,6 +31,10 @@ RATE_LIMIT_DEFAULTS = {
     "session_tokens_per_organization": "3000/minute",
     "portal_per_customer": "10/minute",
     "subscribe_per_customer": "10/minute",
+    # The hosted checkout page (no credential): a page polling every 2 s uses 30 a minute; an
+    # address may hide a few buyers behind one NAT. Beyond that someone is probing ids.
+    "embed_per_checkout": "120/minute",
+    "embed_per_address": "600/minute",
 }
 TEST_MODE = "test"
 PRODUCTION_MODE = "production"
