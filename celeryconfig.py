@@ -49,6 +49,7 @@ imports = (
     "tasks.checkout",
     "tasks.stripe_events",
     "tasks.maintenance",
+    "tasks.retention",
     "tasks.usage",
 )
 
@@ -67,14 +68,20 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS,
         "schedule": 6 * 3600.0,
     },
-    # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
-    # incomplete subscription in Stripe and mark it expired.
+    # Retention: expired session tokens deleted, finished checkouts' client secrets and done
+    # inbox payloads scrubbed (horizons in days are settings; see tasks/retention.py).
+    "apply-retention": {
+        "task": jobs.MAINTENANCE_APPLY_RETENTION,
+        "schedule": 3600.0,
+    },
     # Usage metering (issue 15): ledger rows of closed periods older than the retention window
     # move into daily rollups (the period totals are already in usage_aggregates).
     "roll-up-usage-ledger": {
         "task": jobs.USAGE_ROLL_UP_LEDGER,
         "schedule": 3600.0,
     },
+    # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
+    # incomplete subscription in Stripe and mark it expired.
     "expire-overdue-checkouts": {
         "task": jobs.CHECKOUT_EXPIRE_OVERDUE,
         "schedule": 60.0,

@@ -18,7 +18,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.auth import AUTHENTICATORS
 from app.cors import check_origin
@@ -33,18 +33,6 @@ SECRET_KEY = "secret_key"
 SESSION_TOKEN = "session_token"
 ANY_CREDENTIAL = "any"
 PUBLIC = None
-
-
-class RequestModel(BaseModel):
-    """Base of request bodies: unknown fields are an error, and JSON types are not coerced."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
-
-
-class QueryModel(BaseModel):
-    """Base of query strings: values arrive as strings, so lax coercion applies."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass

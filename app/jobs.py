@@ -27,6 +27,7 @@ STRIPE_PROCESS_EVENT = "stripe.process_event"
 MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS = "maintenance.requeue_unprocessed_events"
 MAINTENANCE_RECONCILE_STUCK_CHECKOUTS = "maintenance.reconcile_stuck_checkouts"
 MAINTENANCE_PRUNE_PROCESSED_EVENTS = "maintenance.prune_processed_events"
+MAINTENANCE_APPLY_RETENTION = "maintenance.apply_retention"
 
 USAGE_ROLL_UP_LEDGER = "usage.roll_up_ledger"
 
@@ -43,6 +44,7 @@ ALL = frozenset(
         USAGE_ROLL_UP_LEDGER,
         MAINTENANCE_RECONCILE_STUCK_CHECKOUTS,
         MAINTENANCE_PRUNE_PROCESSED_EVENTS,
+        MAINTENANCE_APPLY_RETENTION,
     }
 )
 

@@ -42,6 +42,8 @@ STATUSES = (PENDING, OPEN, PROCESSING, REQUIRES_ACTION, SUCCEEDED, FAILED, EXPIR
 TERMINAL_STATUSES = frozenset({SUCCEEDED, EXPIRED, CANCELED})
 # A buyer may (re)submit a card in these states; `processing` and the final states refuse.
 CONFIRMABLE_STATUSES = frozenset({OPEN, REQUIRES_ACTION, FAILED})
+# A checkout in these states will never be paid through its client secret again.
+FINISHED_STATUSES = (SUCCEEDED, EXPIRED, CANCELED)
 # Statuses in which a checkout still holds its idempotency key (see the partial unique index).
 KEY_HOLDING_STATUSES = tuple(s for s in STATUSES if s not in (EXPIRED, CANCELED))
 
@@ -90,6 +92,14 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
         ),
         Index("ix_checkout_sessions_status_expires_at", "status", "expires_at"),
         Index("ix_checkout_sessions_organization_id_created_at", "organization_id", "created_at"),
+        # Finished checkouts whose client secret the retention job has yet to scrub.
+        Index(
+            "ix_checkout_sessions_unscrubbed_completed_at",
+            "completed_at",
+            postgresql_where=text(
+                f"client_secret IS NOT NULL AND status IN ({sql_in_list(FINISHED_STATUSES)})"
+            ),
+        ),
     )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
@@ -105,6 +115,8 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
         ForeignKey("session_tokens.id", ondelete="SET NULL")
     )
     idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    # SHA-256 of the create request the key first answered: a reuse with another body is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(
         String(20), nullable=False, default=PENDING, server_default=PENDING
     )
@@ -130,6 +142,15 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
     confirm_attempts: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
+    # The buyer's current confirmation (the version at which it entered `processing`) and what
+    # it confirms with (Stripe ids, never card data): if the `checkout.confirm` message is lost,
+    # the reconciler sends the same confirmation, under the same idempotency key.
+    confirmation: Mapped[int | None] = mapped_column(Integer)
+    confirm_payment_method: Mapped[str | None] = mapped_column(String(255))
+    confirm_confirmation_token: Mapped[str | None] = mapped_column(String(255))
+    # When the reconciler last handed the checkout out: it serves the least recently seen first,
+    # so a batch of checkouts Stripe cannot settle yet does not hold up the rest.
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -2,9 +2,11 @@
 
 - `maintenance.requeue_unprocessed_events`: inbox events stored but still pending (the broker
   was down when the webhook arrived, or a worker died holding the task) are enqueued again.
-- `maintenance.reconcile_stuck_checkouts`: checkouts left in `processing`/`requires_action`
-  are handed to `checkout.reconcile`, which asks Stripe, so a webhook that never comes still
-  ends them in their true state.
+- `maintenance.reconcile_stuck_checkouts`: checkouts left in `pending`/`processing`/
+  `requires_action` are handed to `checkout.reconcile`, least recently seen first in batches
+  that advance: a `pending` one is prepared again, a confirmation Stripe never received is sent
+  again (same idempotency keys), and otherwise Stripe's state is applied, so a lost message or
+  a webhook that never comes still ends them in their true, final state.
 - `maintenance.prune_processed_events`: processed and ignored inbox rows older than 30 days are
   deleted (Stripe itself only keeps events for 30 days).
 
@@ -16,8 +18,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from flask import current_app as flask_app
 
-from app import jobs
+from app import jobs, settings_of
 from app.db import db
 from app.webhooks import reconciliation, service
 
@@ -55,7 +58,10 @@ def reconcile_stuck_checkouts(
 
 
 @shared_task(name=jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS)
-def prune_processed_events(older_than_days: int = service.RETENTION_DAYS) -> int:
+def prune_processed_events(older_than_days: int | None = None) -> int:
+    if older_than_days is None:
+        # EVENT_RETENTION_DAYS (default: Stripe's own 30 days).
+        older_than_days = settings_of(flask_app).event_retention_days
     total = 0
     while True:
         with db.transaction() as session:

@@ -7,13 +7,14 @@ The Stripe work is in app/checkout/stripe_steps.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app import jobs
@@ -25,8 +26,9 @@ from app.checkout.schemas import (
     CheckoutListQuery,
     PaymentListQuery,
 )
+from app.currencies import charge_amount_problem
 from app.db import db
-from app.errors import ApiError, Conflict, NotFound
+from app.errors import ApiError, Conflict, NotFound, ValidationFailed
 from app.pagination import paginate
 from models import CheckoutSession, Customer, PaymentIntent, Subscription
 from models.base import sql_in_list, utcnow
@@ -56,7 +58,8 @@ class AlreadySubscribed(Conflict):
     title = "Already subscribed"
 
 
-class IdempotencyKeyReused(Conflict):
+class IdempotencyKeyReused(ApiError):
+    status = 422
     code = "idempotency_key_reused"
     title = "Idempotency key reused"
 
@@ -99,10 +102,30 @@ def _live_checkout(
     ).scalar_one_or_none()
 
 
-def _repeat(checkout: CheckoutSession, price_id: str) -> CreatedCheckout:
-    if str(checkout.price_id) != price_id:
-        # Like Stripe: one key, one request. Reusing it for another price is a client bug.
-        raise IdempotencyKeyReused("This Idempotency-Key was used for a checkout of another price.")
+def request_hash(data: CheckoutCreate) -> str:
+    """The digest an idempotency key is bound to: the request as validated, in canonical JSON
+    (so key order and whitespace do not make a retry "different")."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _repeat(checkout: CheckoutSession, data: CheckoutCreate, digest: str | None) -> CreatedCheckout:
+    # Like Stripe: one key, one request. Reusing a client's key for another request is a client
+    # bug, and answering with the first checkout would hide it. The default key (no header)
+    # already names the price and promises one checkout per token and price, so `digest` is
+    # None there and nothing else is compared. Rows from before digests were kept are compared
+    # by price only.
+    if digest is None:
+        return CreatedCheckout(checkout, created=False)
+    differs = (
+        checkout.request_hash != digest
+        if checkout.request_hash is not None
+        else str(checkout.price_id) != data.price_id
+    )
+    if differs:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used for a different request; use a new key."
+        )
     return CreatedCheckout(checkout, created=False)
 
 
@@ -137,11 +160,11 @@ subscribed AS (
 inserted AS (
     INSERT INTO checkout_sessions (
         id, organization_id, customer_id, product_id, price_id, session_token_id,
-        idempotency_key, status, version, amount, currency, quantity, customer_email,
-        customer_name, metadata, expires_at, created_at, updated_at
+        idempotency_key, request_hash, status, version, amount, currency, quantity,
+        customer_email, customer_name, metadata, expires_at, created_at, updated_at
     )
     SELECT %(id)s::uuid, %(organization_id)s::uuid, %(customer_id)s::uuid, price.product_id,
-        price.id, %(session_token_id)s::uuid, %(key)s, '{PENDING}', 1,
+        price.id, %(session_token_id)s::uuid, %(key)s, %(request_hash)s, '{PENDING}', 1,
         price.amount * %(quantity)s, price.currency, %(quantity)s, %(customer_email)s,
         %(customer_name)s, %(metadata)s::jsonb, %(expires_at)s, %(now)s, %(now)s
     FROM price
@@ -171,12 +194,14 @@ def create_checkout(
     """
     session = db.session()
     key = idempotency_key or default_idempotency_key(principal, data.price_id)
+    digest = request_hash(data)
+    bound = digest if idempotency_key is not None else None
     try:
         price_id = uuid.UUID(data.price_id)
     except ValueError:
         existing = _live_checkout(session, principal.customer_id, key)
         if existing is not None:
-            return _repeat(existing, data.price_id)
+            return _repeat(existing, data, bound)
         raise PriceNotFound("No such price, or it is no longer for sale.") from None
 
     checkout_id = uuid.uuid4()
@@ -193,6 +218,7 @@ def create_checkout(
                 "session_token_id": str(principal.session_token_id),
                 "price_id": str(price_id),
                 "key": key,
+                "request_hash": digest,
                 "quantity": data.quantity,
                 "customer_email": data.customer_email,
                 "customer_name": data.customer_name,
@@ -208,16 +234,23 @@ def create_checkout(
         existing = session.get(CheckoutSession, uuid.UUID(str(existing_id)))
         if existing is None:  # the row was seen in this transaction
             raise Conflict("A concurrent request with this idempotency key is in flight.")
-        return _repeat(existing, data.price_id)
+        return _repeat(existing, data, bound)
     if product_id is None:
         raise PriceNotFound("No such price, or it is no longer for sale.")
+    problem = charge_amount_problem(amount * data.quantity, currency)
+    if problem is not None:
+        # The insert (if it happened) rolls back with the request: nothing reaches Stripe.
+        raise ValidationFailed(
+            f"The checkout total (price amount x quantity) {problem}.",
+            errors=[{"loc": ["body", "quantity"], "msg": problem, "type": "charge_amount"}],
+        )
     if subscribed:
         raise AlreadySubscribed("You already have an active subscription to this product.")
     if inserted_id is None:
         winner = _live_checkout(session, principal.customer_id, key)
         if winner is None:  # the winner ended (expired) in between: rare, the client retries
             raise Conflict("A concurrent request with this idempotency key is in flight.")
-        return _repeat(winner, data.price_id)
+        return _repeat(winner, data, bound)
     jobs.enqueue_after_commit(session, jobs.CHECKOUT_PREPARE, str(checkout_id))
     created = CheckoutSession(
         id=checkout_id,
@@ -227,6 +260,7 @@ def create_checkout(
         price_id=price_id,
         session_token_id=principal.session_token_id,
         idempotency_key=key,
+        request_hash=digest,
         status=PENDING,
         version=1,
         amount=amount,
@@ -277,20 +311,32 @@ def wait_while_pending(checkout: CheckoutSession, seconds: float) -> CheckoutSes
 def confirm_checkout(
     principal: CustomerPrincipal, client_secret: str, data: CheckoutConfirm
 ) -> CheckoutSession:
+    """Confirm the customer's checkout named by its client secret (the SDK's confirm)."""
+    return _confirm(
+        select(CheckoutSession).where(
+            CheckoutSession.client_secret == client_secret,
+            CheckoutSession.customer_id == principal.customer_id,
+        ),
+        data,
+    )
+
+
+def confirm_checkout_by_id(checkout_id: uuid.UUID, data: CheckoutConfirm) -> CheckoutSession:
+    """Confirm the checkout named by its id alone (the hosted checkout page's confirm).
+
+    The id is the page's capability: a random UUID4 handed only to the buyer's browser.
+    """
+    return _confirm(select(CheckoutSession).where(CheckoutSession.id == checkout_id), data)
+
+
+def _confirm(query: Select[CheckoutSession], data: CheckoutConfirm) -> CheckoutSession:
     """Mark the checkout `processing` and enqueue `checkout.confirm`.
 
     The row lock makes a concurrent second confirm wait, then see `processing` and get 409: only
     one confirmation is ever sent to Stripe.
     """
     session = db.session()
-    checkout = session.execute(
-        select(CheckoutSession)
-        .where(
-            CheckoutSession.client_secret == client_secret,
-            CheckoutSession.customer_id == principal.customer_id,
-        )
-        .with_for_update()
-    ).scalar_one_or_none()
+    checkout = session.execute(query.with_for_update()).scalar_one_or_none()
     if checkout is None:
         raise CheckoutNotFound("No such checkout.")
     if checkout.status == EXPIRED or (checkout.is_confirmable and checkout.is_expired_at(utcnow())):
@@ -303,6 +349,10 @@ def confirm_checkout(
     if data.customer_name is not None:
         changes["customer_name"] = data.customer_name
     checkout.transition(PROCESSING, **changes)
+    # Kept so that a lost `checkout.confirm` message can be sent again by the reconciler.
+    checkout.confirmation = checkout.version
+    checkout.confirm_payment_method = data.payment_method_id
+    checkout.confirm_confirmation_token = data.confirmation_token_id
     jobs.enqueue_after_commit(
         session,
         jobs.CHECKOUT_CONFIRM,

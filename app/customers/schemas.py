@@ -5,8 +5,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
-from app.api import QueryModel, RequestModel
 from app.entitlements.schemas import EntitlementOut
+from app.request_models import QueryModel, RequestModel
 from app.subscriptions.schemas import SubscriptionOut
 
 RETURN_URL_MAX_LENGTH = 2048
@@ -61,5 +61,9 @@ class PortalSessionOut(BaseModel):
 class CustomerDetailOut(CustomerOut):
     """A customer as the merchant sees it: who, what they subscribe to, what they may use."""
 
-    subscriptions: list[SubscriptionOut]
+    subscriptions: list[SubscriptionOut] = Field(
+        description="The newest 100 subscriptions; page through all of them with "
+        "`GET /v1/customers/{external_id}/subscriptions`."
+    )
+    subscriptions_has_more: bool
     entitlements: list[EntitlementOut]

@@ -18,10 +18,14 @@ from app.customers.schemas import CustomerDetailOut, CustomerIn, CustomerOut, Po
 from app.db import db
 from app.entitlements.service import list_entitlements
 from app.errors import Conflict, NotFound
+from app.pagination import ListQuery
 from app.stripe_gateway import StripeGatewayError, get_gateway
 from app.subscriptions.schemas import subscription_out
 from app.subscriptions.service import list_customer_subscriptions, stripe_failure
-from models import Customer
+from models import Customer, Subscription
+
+# The most subscriptions a customer detail embeds: the largest page any list serves.
+DETAIL_SUBSCRIPTIONS = 100
 
 # Stripe does not return an expiry on portal sessions; its guide says an unused session URL
 # expires after five minutes (https://docs.stripe.com/customer-management/integrate-customer-portal).
@@ -75,18 +79,19 @@ def customer_out(customer: Customer) -> CustomerOut:
     )
 
 
-def create_portal_session(
-    session: Session, principal: CustomerPrincipal, return_url: str | None
-) -> PortalSessionOut:
+def create_portal_session(principal: CustomerPrincipal, return_url: str | None) -> PortalSessionOut:
     """A Stripe billing portal session for the token's customer.
 
     The portal manages what Stripe knows about the customer (cards, invoices, plans), so a
     customer who has never reached Stripe — never started a checkout or a subscription — has
     nothing to manage yet: 409 `no_billing_account`.
     """
-    stripe_customer_id = session.execute(
+    stripe_customer_id = db.session.execute(
         select(Customer.stripe_customer_id).where(Customer.id == principal.customer_id)
     ).scalar_one()
+    # The request's connection goes back to the pool before Stripe is called: a slow Stripe
+    # must not hold Postgres connections (or the read's transaction) open.
+    db.session.remove()
     if stripe_customer_id is None:
         raise NoBillingAccount(
             "This customer has no billing account yet: the portal becomes available after "
@@ -122,15 +127,29 @@ def get_customer_by_external_id(
 def customer_detail(
     session: Session, organization_id: uuid.UUID, external_id: str
 ) -> CustomerDetailOut:
-    """The merchant's view: the customer, every subscription, and what they may use now."""
+    """The merchant's view: the customer, their newest subscriptions, what they may use now.
+
+    At most `DETAIL_SUBSCRIPTIONS` subscriptions are embedded (`subscriptions_has_more` says
+    whether there are more; page through them with the customer's subscription list).
+    Entitlements are one per feature key the customer holds, bounded by the catalog.
+    """
     customer = get_customer_by_external_id(session, organization_id, external_id)
+    subscriptions, has_more = list_customer_subscriptions(
+        organization_id, customer.id, ListQuery(limit=DETAIL_SUBSCRIPTIONS)
+    )
     return CustomerDetailOut(
         id=str(customer.id),
         external_id=customer.external_id,
         email=customer.email,
         name=customer.name,
-        subscriptions=[
-            subscription_out(s) for s in list_customer_subscriptions(session, customer.id)
-        ],
+        subscriptions=[subscription_out(s) for s in subscriptions],
+        subscriptions_has_more=has_more,
         entitlements=list_entitlements(customer.id),
     )
+
+
+def customer_subscriptions(
+    session: Session, organization_id: uuid.UUID, external_id: str, query: ListQuery
+) -> tuple[list[Subscription], bool]:
+    customer = get_customer_by_external_id(session, organization_id, external_id)
+    return list_customer_subscriptions(organization_id, customer.id, query)

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from app.api import RequestModel
+from app.request_models import RequestModel
 
 # scheme://host[:port], as a browser sends it in `Origin` (no path, no trailing slash).
 ORIGIN_PATTERN = r"^https?://[A-Za-z0-9.-]{1,200}(:[0-9]{1,5})?$"

@@ -13,10 +13,10 @@ from flask import g, request
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.auth import digest, generate_secret_key
+from app.api_keys import service as api_keys
 from app.db import db
 from app.errors import NotFound
-from models import ApiKey, Organization
+from models import Organization
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,7 @@ def create_organization(
 
 
 def issue_secret_key(organization_id: uuid.UUID) -> str:
-    secret_key = generate_secret_key()
-    db.session.add(
-        ApiKey(
-            organization_id=organization_id,
-            key_hash=digest(secret_key),
-            key_prefix=secret_key[:16],
-        )
-    )
+    secret_key, _row = api_keys.create_key(organization_id)
     return secret_key
 
 

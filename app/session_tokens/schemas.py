@@ -4,8 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api import RequestModel
 from app.customers.schemas import CustomerIn, CustomerOut
+from app.request_models import RequestModel
 
 
 class SessionTokenCreate(RequestModel):

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api import RequestModel
+from app.request_models import RequestModel
 from app.catalog.schemas import FEATURE_KEY_PATTERN, MAX_LIMIT, FeatureType
 
 

@@ -18,7 +18,7 @@ from flask import Response, current_app
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from app import settings_of
-from app.api import QueryModel, RequestModel, json_response, parse_body, parse_query
+from app.api import json_response, parse_body, parse_query
 from app.auth import current_customer
 from app.catalog import service as catalog
 from app.catalog.schemas import ProductList
@@ -32,11 +32,12 @@ from app.checkout.schemas import (
 from app.customers.schemas import CustomerIn
 from app.db import db
 from app.errors import ApiError, Conflict, ServiceUnavailable
+from app.pagination import MAX_PAGE_SIZE, ListQuery
+from app.request_models import QueryModel, RequestModel
 from app.session_tokens.schemas import SessionTokenCreate
 from app.subscriptions import service as subscriptions
 from app.versions import SDK_2026_01_01, RouteTranslator, register
 from models import CheckoutSession, Product, ProductPrice, Subscription
-from models.subscription import LIVE_STATUSES
 
 # The bottom sheet reads `clientSecret` from the create answer itself and sends no `Prefer`
 # header, so create waits (at most this long) for `checkout.prepare` to open the checkout.
@@ -255,16 +256,16 @@ def _serve_pricing_table(_handler: Callable[..., Any]) -> Response:
     query = parse_query(SdkProductsQuery)
     assert isinstance(query, SdkProductsQuery)
     principal = current_customer()
-    every_product = catalog.list_active_products(principal.organization_id)
+    # The SDK reads one list and never pages: the table holds the first page of the largest size
+    # (a pricing table of more than 100 plans is not one a buyer can read).
+    every_product, _ = catalog.list_active_products(
+        principal.organization_id, ListQuery(limit=MAX_PAGE_SIZE)
+    )
     products = every_product
     wanted = _plan_ids(query.planIds)
     if wanted is not None:
         products = [p for p in products if str(p.id) in wanted]
-    live = [
-        s
-        for s in subscriptions.list_customer_subscriptions(db.session(), principal.customer_id)
-        if s.status in LIVE_STATUSES
-    ]
+    live = subscriptions.live_subscriptions(db.session(), principal.customer_id)
     current_ids = {s.product_id for s in live}
     by_id = {p.id: p for p in every_product}
     table = PricingTable(

@@ -146,12 +146,15 @@ class TestPricingTable:
         assert response.status_code == 200
         body = response.get_json()
         by_name = {p["name"]: p for p in body["products"]}
-        assert set(by_name) == {"Pro", "Team", "Free", "Lifetime export"}
+        assert set(by_name) == {"Pro", "Team (14-day trial)", "Free", "Lifetime export pack"}
         pro = by_name["Pro"]
         assert pro["id"] == str(catalog.pro.id)
         assert isinstance(pro["description"], str)
-        assert pro["isCurrentPlan"] is True and by_name["Team"]["isCurrentPlan"] is False
-        assert pro["trialDays"] == 0 and by_name["Team"]["trialDays"] == 14
+        assert (
+            pro["isCurrentPlan"] is True
+            and by_name["Team (14-day trial)"]["isCurrentPlan"] is False
+        )
+        assert pro["trialDays"] == 0 and by_name["Team (14-day trial)"]["trialDays"] == 14
         assert pro["prices"] == [
             {
                 "id": str(catalog.monthly.id),
@@ -170,7 +173,7 @@ class TestPricingTable:
         ]
         assert [(f["name"], f["title"], f["type"]) for f in pro["features"]] == [
             ("export", "Export", "boolean_flag"),
-            ("pro", "Pro", "boolean_flag"),
+            ("pro", "Pro features", "boolean_flag"),
         ]
         assert all(isinstance(f["id"], str) for f in pro["features"])
         assert pro["features"][0]["properties"] == {"limit": None, "period": None, "unit": None}
@@ -191,7 +194,7 @@ class TestPricingTable:
             headers=react_headers(session_token),
         )
         body = response.get_json()
-        assert [p["name"] for p in body["products"]] == ["Team", "Free"]
+        assert [p["name"] for p in body["products"]] == ["Team (14-day trial)", "Free"]
         assert body["currentSubscription"] is None
 
     def test_a_merchant_still_lists_its_catalog(
@@ -199,7 +202,7 @@ class TestPricingTable:
     ) -> None:
         response = client.get("/v1/products", headers=node_headers(merchant))
         assert response.status_code == 200
-        assert {p["name"] for p in response.get_json()["data"]} >= {"Pro", "Team"}
+        assert {p["name"] for p in response.get_json()["data"]} >= {"Pro", "Free"}
 
 
 # ---------------------------------------------------------------------- checkout
@@ -210,7 +213,11 @@ def _assert_checkout_session(body: dict[str, Any], catalog: Catalog) -> None:
     assert isinstance(body["id"], str)
     assert isinstance(body["clientSecret"], str) and "_secret_" in body["clientSecret"]
     assert body["amount"] == 1200 and body["currency"] == "usd"
-    assert body["product"] == {"name": "Pro", "interval": "month", "features": ["Export", "Pro"]}
+    assert body["product"] == {
+        "name": "Pro",
+        "interval": "month",
+        "features": ["Export", "Pro features"],
+    }
     assert body["stripeAccountId"] is None
     assert body["stripePublishableKey"] == "pk_test_billingos"
     assert body["proration"] is None
@@ -299,7 +306,7 @@ class TestCheckout:
         assert modal["status"] == "pending"
         assert _parse_time(modal["expiresAt"]) > datetime.now(UTC)
         assert modal["product"] == {
-            "name": "Lifetime export",
+            "name": "Lifetime export pack",
             "interval": None,
             "features": ["Export"],
         }

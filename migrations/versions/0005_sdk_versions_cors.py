@@ -4,8 +4,8 @@ Existing organizations keep the version their integrations were written against 
 organizations created from now on default to the SDK dialect (2026-01-01), set by the
 application.
 
-Revision ID: 0003_sdk
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0003_sdk"
-down_revision: str | None = "0002"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

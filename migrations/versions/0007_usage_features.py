@@ -1,7 +1,7 @@
 """feature types and limits; the usage ledger, its per-period aggregates and daily rollups
 
-Revision ID: 0004_usage
-Revises: 0003_sdk
+Revision ID: 0007
+Revises: 0006
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0004_usage"
-down_revision: str | None = "0003_sdk"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
