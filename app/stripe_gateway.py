@@ -50,6 +50,14 @@ PRODUCT_METADATA = "billingos_product_id"
 PRICE_METADATA = "billingos_price_id"
 SUBSCRIPTION_METADATA = "billingos_subscription_id"
 
+# Which payment methods our intents accept: cards and the wallets that pay with one (Apple Pay,
+# Google Pay). BillingOS confirms intents server-side and the embedded checkout never leaves
+# the app, so no payment method may need a full-page redirect: Stripe refuses to confirm an
+# intent that allows redirects unless a `return_url` comes with the confirmation. One-time
+# PaymentIntents say so with `allow_redirects: never`; a subscription's invoices and its
+# trial SetupIntent take their payment method types from `payment_settings`.
+CARD_PAYMENT_METHOD_TYPES: list[str] = ["card"]
+
 
 # --------------------------------------------------------------------------- error vocabulary
 
@@ -383,8 +391,9 @@ class StripeGateway:
             "amount": amount,
             "currency": currency,
             "customer": stripe_customer_id,
-            # The Payment Element offers whatever the merchant's dashboard enables.
-            "automatic_payment_methods": {"enabled": True},
+            # The Payment Element offers what the merchant's dashboard enables, minus
+            # anything that would redirect the buyer out of the app.
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             "metadata": _metadata(organization_id, **{CHECKOUT_METADATA: str(checkout_id)}),
         }
         if description:
@@ -484,7 +493,10 @@ class StripeGateway:
             "customer": stripe_customer_id,
             "items": [{"price": stripe_price_id, "quantity": quantity}],
             "payment_behavior": "default_incomplete",
-            "payment_settings": {"save_default_payment_method": "on_subscription"},
+            "payment_settings": {
+                "save_default_payment_method": "on_subscription",
+                "payment_method_types": list(CARD_PAYMENT_METHOD_TYPES),
+            },
             "metadata": _metadata(organization_id, **{CHECKOUT_METADATA: str(checkout_id)}),
         }
         if trial_period_days:
@@ -571,6 +583,7 @@ class StripeGateway:
         params: SubscriptionCreateParams = {
             "customer": stripe_customer_id,
             "items": [{"price": stripe_price_id}],
+            "payment_settings": {"payment_method_types": list(CARD_PAYMENT_METHOD_TYPES)},
             "metadata": _metadata(
                 organization_id,
                 **{

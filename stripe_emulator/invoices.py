@@ -140,6 +140,9 @@ class Invoices(PaymentIntents):
                 "customer": invoice["customer"],
                 "description": description,
                 "setup_future_usage": "off_session" if save_card else None,
+                # Without `payment_settings[payment_method_types]` the invoice offers the
+                # Dashboard's payment methods, redirect-based ones included.
+                "allowed_payment_method_types": sub["payment_settings"]["payment_method_types"],
             },
         )
         self._save(pi)

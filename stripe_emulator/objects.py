@@ -199,12 +199,33 @@ def payment_method(pmid: str, now: int, number: str, billing: dict | None = None
     }
 
 
-def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
+def payment_method_choice(p: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """(`automatic_payment_methods`, `payment_method_types`) of a new Payment/SetupIntent.
+
+    Since API version 2023-08-16 an intent created without a list of payment method types
+    (`allowed_payment_method_types` in this API version) accepts the
+    payment methods enabled in the Dashboard, redirect-based ones included
+    (`allow_redirects` absent means `always`), unless the caller says `never`.
+    """
+    types = p.get("allowed_payment_method_types")
     apm = p.get("automatic_payment_methods")
+    if isinstance(types, list) and types and not isinstance(apm, dict):
+        return None, [str(t) for t in types]
     if isinstance(apm, dict):
-        apm = {"enabled": apm.get("enabled") in (True, "true")}
-    else:
-        apm = {"enabled": True}
+        if apm.get("enabled") not in (True, "true"):
+            return {"enabled": False}, [str(t) for t in types or ["card"]]
+        if apm.get("allow_redirects") in ("always", "never"):
+            return {"enabled": True, "allow_redirects": apm["allow_redirects"]}, ["card"]
+    return {"enabled": True}, ["card"]
+
+
+def redirects_allowed(intent: dict[str, Any]) -> bool:
+    apm = intent.get("automatic_payment_methods")
+    return bool(apm and apm.get("enabled") and apm.get("allow_redirects") != "never")
+
+
+def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
+    apm, types = payment_method_choice(p)
     return {
         "amount": int(p["amount"]),
         "amount_capturable": 0,
@@ -240,7 +261,7 @@ def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
                 "request_three_d_secure": "automatic",
             }
         },
-        "payment_method_types": ["card"],
+        "payment_method_types": types,
         "processing": None,
         "receipt_email": p.get("receipt_email") or None,
         "review": None,
@@ -259,9 +280,10 @@ def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def setup_intent(siid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
+    apm, types = payment_method_choice(p)
     return {
         "application": None,
-        "automatic_payment_methods": {"enabled": True},
+        "automatic_payment_methods": apm,
         "cancellation_reason": None,
         "client_secret": secret(siid),
         "created": now,
@@ -286,7 +308,7 @@ def setup_intent(siid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
                 "request_three_d_secure": "automatic",
             }
         },
-        "payment_method_types": ["card"],
+        "payment_method_types": types,
         "single_use_mandate": None,
         "status": "requires_payment_method",
         "usage": p.get("usage") or "off_session",

@@ -137,7 +137,15 @@ class Subscriptions(SubscriptionLifecycle, SetupIntents):
         si = None
         if not default_pm:
             si = objects.setup_intent(
-                objects.new_id("seti"), now, {"customer": sub["customer"], "usage": "off_session"}
+                objects.new_id("seti"),
+                now,
+                {
+                    "customer": sub["customer"],
+                    "usage": "off_session",
+                    "allowed_payment_method_types": sub["payment_settings"][
+                        "payment_method_types"
+                    ],
+                },
             )
             self._save(si)
             self.subscription_of_setup_intent[si["id"]] = sub["id"]

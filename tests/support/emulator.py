@@ -27,6 +27,12 @@ from typing import Any
 
 import stripe
 
+# Creation parameters of a Payment/SetupIntent that a test confirms server-side with a card:
+# Stripe refuses to confirm an intent that allows redirects unless a `return_url` comes along.
+CARDS_ONLY: dict[str, Any] = {
+    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"}
+}
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEST_API_KEY = "sk_test_emulator"
 

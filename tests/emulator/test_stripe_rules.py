@@ -1,0 +1,126 @@
+"""Places where Stripe is strict and the emulator must be too (never kinder than Stripe)."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from tests.support.emulator import CARDS_ONLY
+
+RETURN_URL_REFUSAL = "A `return_url` must be specified because this {} is configured"
+
+
+@pytest.fixture
+def plan(client):
+    cus = client.v1.customers.create(params={"email": "strict@example.com"})
+    price = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 1500,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": "Pro"},
+        }
+    )
+    return cus, price
+
+
+# ---------------------------------------------------------------------- return_url on confirm
+
+
+def test_intent_that_allows_redirects_is_not_confirmed_without_return_url(client):
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.payment_intents.confirm(pi.id, params={"payment_method": "pm_card_visa"})
+    assert refused.value.http_status == 400 and refused.value.param == "return_url"
+    assert RETURN_URL_REFUSAL.format("Payment Intent") in str(refused.value.user_message)
+    assert client.v1.payment_intents.retrieve(pi.id).status == "requires_payment_method"
+    # `confirm=true` at creation is refused the same way.
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.create(
+            params={
+                "amount": 1000,
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+            }
+        )
+    done = client.v1.payment_intents.confirm(
+        pi.id, params={"payment_method": "pm_card_visa", "return_url": "https://shop.example/ok"}
+    )
+    assert done.status == "succeeded"
+
+
+def test_return_url_may_come_with_the_confirmation_token(client):
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    token = client.v1.test_helpers.confirmation_tokens.create(
+        params={"payment_method": "pm_card_visa", "return_url": "https://shop.example/ok"}
+    )
+    done = client.v1.payment_intents.confirm(pi.id, params={"confirmation_token": token.id})
+    assert done.status == "succeeded"
+
+
+def test_cards_only_intents_confirm_without_return_url(client):
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", **CARDS_ONLY})
+    assert pi.automatic_payment_methods.allow_redirects == "never"
+    assert (
+        client.v1.payment_intents.confirm(pi.id, params={"payment_method": "pm_card_visa"}).status
+        == "succeeded"
+    )
+    si = client.v1.setup_intents.create(params=CARDS_ONLY)
+    assert (
+        client.v1.setup_intents.confirm(si.id, params={"payment_method": "pm_card_visa"}).status
+        == "succeeded"
+    )
+
+
+def test_setup_intent_that_allows_redirects_is_not_confirmed_without_return_url(client):
+    si = client.v1.setup_intents.create()
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.setup_intents.confirm(si.id, params={"payment_method": "pm_card_visa"})
+    assert RETURN_URL_REFUSAL.format("Setup Intent") in str(refused.value.user_message)
+
+
+def _subscription(client, plan, **extra):
+    cus, price = plan
+    return client.v1.subscriptions.create(
+        params={
+            "customer": cus.id,
+            "items": [{"price": price.id}],
+            "payment_behavior": "default_incomplete",
+            "expand": ["latest_invoice.confirmation_secret", "pending_setup_intent"],
+            **extra,
+        }
+    )
+
+
+@pytest.mark.emulator_only(
+    "Stripe documents that invoices without payment_settings[payment_method_types] use the "
+    "Dashboard's payment methods; the emulator takes that to include redirect-based ones"
+)
+def test_subscription_intents_follow_payment_settings(client, plan):
+    open_sub = _subscription(client, plan)
+    secret = open_sub.latest_invoice.confirmation_secret.client_secret
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.confirm(
+            secret.split("_secret_")[0], params={"payment_method": "pm_card_visa"}
+        )
+    trial = _subscription(client, plan, trial_period_days=7)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.setup_intents.confirm(
+            trial.pending_setup_intent.id, params={"payment_method": "pm_card_visa"}
+        )
+
+
+def test_card_only_subscription_intents_confirm_without_return_url(client, plan):
+    cards = {"payment_settings": {"payment_method_types": ["card"]}}
+    open_sub = _subscription(client, plan, **cards)
+    secret = open_sub.latest_invoice.confirmation_secret.client_secret
+    paid = client.v1.payment_intents.confirm(
+        secret.split("_secret_")[0], params={"payment_method": "pm_card_visa"}
+    )
+    assert paid.status == "succeeded"
+    trial = _subscription(client, plan, trial_period_days=7, **cards)
+    saved = client.v1.setup_intents.confirm(
+        trial.pending_setup_intent.id, params={"payment_method": "pm_card_visa"}
+    )
+    assert saved.status == "succeeded"
