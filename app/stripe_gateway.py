@@ -31,6 +31,7 @@ from stripe.params import (
     PaymentIntentCreateParams,
     PriceCreateParams,
     ProductCreateParams,
+    RefundCreateParams,
     SetupIntentConfirmParams,
     SubscriptionCancelParams,
     SubscriptionCreateParams,
@@ -85,7 +86,11 @@ class TransientStripeError(StripeGatewayError):
     """Connection failure, timeout, 5xx, 409 (concurrent idempotent request) or rate limit.
 
     Safe to retry with the same idempotency key: Stripe either never did the work or replays it.
+    `stored` says Stripe saved this failure as the key's answer (a 500, or a replay of one):
+    retrying under that key can only replay it.
     """
+
+    stored: bool = False
 
 
 class PaymentDeclined(StripeGatewayError):
@@ -158,7 +163,10 @@ def translate_error(error: stripe.StripeError) -> StripeGatewayError:
         return TransientStripeError(message, code=code, http_status=status)
     if isinstance(error, stripe.APIError):
         # 5xx, 409 "a request with this idempotency key is in progress", or an unparseable body.
-        return TransientStripeError(message, code=code, http_status=status)
+        transient = TransientStripeError(message, code=code, http_status=status)
+        replayed = (error.headers or {}).get("Idempotent-Replayed") == "true"
+        transient.stored = status == 500 or (replayed and (status or 0) >= 500)
+        return transient
     if isinstance(error, stripe.IdempotencyError):
         return InvalidStripeRequest(message, code="idempotency_error", http_status=status)
     if isinstance(error, stripe.InvalidRequestError):
@@ -179,6 +187,12 @@ def translate_error(error: stripe.StripeError) -> StripeGatewayError:
 def payment_intent_id_from_client_secret(client_secret: str) -> str:
     """The PaymentIntent (or SetupIntent) id is the part of a client secret before `_secret_`."""
     return client_secret.split("_secret_", 1)[0]
+
+
+def customer_create_key(customer_id: uuid.UUID) -> str:
+    """Derived from the customer, not the checkout: two concurrent checkouts of the same buyer
+    send the same request and get the same Stripe customer."""
+    return f"customer:{customer_id}:create"
 
 
 def _metadata(organization_id: uuid.UUID | str, **extra: str | None) -> dict[str, str]:
@@ -264,12 +278,9 @@ class StripeGateway:
         external_id: str,
         email: str | None,
         name: str | None,
+        idempotency_key: str | None = None,
     ) -> stripe.Customer:
-        """Create the Stripe customer of one of our customers.
-
-        The key is derived from the customer, not the checkout: two concurrent checkouts of the
-        same buyer send the same request and get the same Stripe customer.
-        """
+        """Create the Stripe customer of one of our customers (key: `customer_create_key`)."""
         params: CustomerCreateParams = {
             "metadata": _metadata(
                 organization_id,
@@ -283,7 +294,8 @@ class StripeGateway:
             params["name"] = name
         return self._call(
             lambda: self.client.v1.customers.create(
-                params=params, options={"idempotency_key": f"customer:{customer_id}:create"}
+                params=params,
+                options={"idempotency_key": idempotency_key or customer_create_key(customer_id)},
             )
         )
 
@@ -305,6 +317,7 @@ class StripeGateway:
         email: str | None,
         name: str | None,
         stripe_customer_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """The Stripe customer id of our customer: the stored one, or a newly created one."""
         if stripe_customer_id:
@@ -316,6 +329,7 @@ class StripeGateway:
                 external_id=external_id,
                 email=email,
                 name=name,
+                idempotency_key=idempotency_key,
             ).id
         except InvalidStripeRequest as error:
             # The same key with other parameters (the email changed within 24 h): the customer
@@ -336,6 +350,7 @@ class StripeGateway:
         organization_id: uuid.UUID,
         name: str,
         description: str | None,
+        idempotency_key: str | None = None,
     ) -> stripe.Product:
         params: ProductCreateParams = {
             "name": name,
@@ -345,7 +360,8 @@ class StripeGateway:
             params["description"] = description
         return self._call(
             lambda: self.client.v1.products.create(
-                params=params, options={"idempotency_key": f"product:{product_id}:mirror"}
+                params=params,
+                options={"idempotency_key": idempotency_key or f"product:{product_id}:mirror"},
             )
         )
 
@@ -358,6 +374,7 @@ class StripeGateway:
         amount: int,
         currency: str,
         interval: str | None,
+        idempotency_key: str | None = None,
     ) -> stripe.Price:
         params: PriceCreateParams = {
             "product": stripe_product_id,
@@ -369,7 +386,8 @@ class StripeGateway:
             params["recurring"] = {"interval": interval}
         return self._call(
             lambda: self.client.v1.prices.create(
-                params=params, options={"idempotency_key": f"price:{price_id}:mirror"}
+                params=params,
+                options={"idempotency_key": idempotency_key or f"price:{price_id}:mirror"},
             )
         )
 
@@ -553,6 +571,34 @@ class StripeGateway:
         return self._call(
             lambda: self.client.v1.invoices.retrieve(
                 stripe_invoice_id, params={"expand": expand} if expand else None
+            )
+        )
+
+    def void_invoice(self, stripe_invoice_id: str, *, idempotency_key: str) -> stripe.Invoice:
+        """Void an open invoice; Stripe cancels its PaymentIntent, so it can no longer be paid.
+
+        Canceling a subscription does not do this: its open invoice stays payable.
+        """
+        return self._call(
+            lambda: self.client.v1.invoices.void_invoice(
+                stripe_invoice_id, options={"idempotency_key": idempotency_key}
+            )
+        )
+
+    # ------------------------------------------------------------------ refunds
+
+    def refund_payment_intent(
+        self, stripe_payment_intent_id: str, *, idempotency_key: str, reason: str, comment: str
+    ) -> stripe.Refund:
+        """Refund whatever is left of a payment (`reason` is Stripe's code, `comment` ours)."""
+        params: RefundCreateParams = {
+            "payment_intent": stripe_payment_intent_id,
+            "reason": reason,
+            "metadata": {"billingos_reason": comment},
+        }
+        return self._call(
+            lambda: self.client.v1.refunds.create(
+                params=params, options={"idempotency_key": idempotency_key}
             )
         )
 

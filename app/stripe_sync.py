@@ -31,6 +31,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.checkout import refunds
 from app.stripe_gateway import CHECKOUT_METADATA
 from models import CheckoutSession, Customer, PaymentIntent, ProductPrice, Subscription
 from models.base import utcnow
@@ -42,6 +43,7 @@ from models.checkout import (
     REQUIRES_ACTION,
     SUCCEEDED,
 )
+from tasks import enqueue_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,11 @@ def apply_payment_intent(
         _move_checkout_for_payment(checkout, payment_intent, status)
     if changed and status == "succeeded":
         _recompute_entitlements(session, row.customer_id)
+        if refunds.is_orphaned(checkout, status):
+            # Paid after the checkout ended (expired or canceled): the buyer gets it back.
+            enqueue_after_commit(
+                session, refunds.REFUND_ORPHANED_PAYMENT_TASK, row.stripe_payment_intent_id
+            )
 
 
 def _move_checkout_for_payment(

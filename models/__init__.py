@@ -5,6 +5,7 @@ from models.catalog import Feature, Product, ProductPrice, product_features
 from models.checkout import CheckoutSession, IllegalTransition
 from models.customer import Customer, SessionToken
 from models.entitlement import Entitlement
+from models.idempotency import IdempotencyGeneration
 from models.organization import ApiKey, Organization
 from models.payment import PaymentIntent
 from models.stripe_event import StripeEvent
@@ -17,6 +18,7 @@ __all__ = [
     "Customer",
     "Entitlement",
     "Feature",
+    "IdempotencyGeneration",
     "IllegalTransition",
     "Organization",
     "PaymentIntent",

@@ -268,6 +268,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "InvoiceListParams",
         _LIST + " customer subscription status",
     ),
+    _op("invoices.void", "POST", "/v1/invoices/{id}/void", "InvoiceVoidInvoiceParams"),
     _op(
         "invoice_payments.list",
         "GET",

@@ -42,7 +42,7 @@ _REASONS = {
     429: "Too Many Requests",
     500: "Internal Server Error",
 }
-FAULT_KINDS = ("error_500", "rate_limit", "timeout", "reset")
+FAULT_KINDS = ("error_500", "stored_500", "rate_limit", "timeout", "reset")
 MAX_BODY = 4 * 1024 * 1024
 
 
@@ -233,7 +233,26 @@ class App:
         fault = self._pick_fault(method, path)
         if fault is not None:
             entry["fault"] = fault["kind"]
-            if fault["kind"] == "error_500":
+            if fault["kind"] == "stored_500" and idem_key:
+                # Stripe saves the answer of a request that started executing, a 500 included,
+                # and replays it to every retry under the same key for 24 hours.
+                stored_error = _json(
+                    500,
+                    StripeError(
+                        500, "api_error", "An unknown error occurred (emulated stored fault)."
+                    ).body(),
+                    hdrs,
+                )
+                self.idempotency[idem_key] = (
+                    (method, path, canonical(raw)),
+                    stored_error.status,
+                    stored_error.body,
+                    engine.now(),
+                    request_id,
+                )
+                finish(stored_error)
+                return
+            if fault["kind"] in ("error_500", "stored_500"):
                 finish(
                     _json(
                         500,

@@ -90,24 +90,8 @@ class SubscriptionLifecycle(Invoices):
         sub.update(status="incomplete_expired", ended_at=now)
         self.emit("customer.subscription.updated", sub, {"status": "incomplete"})
         invoice = self.objects.get(sub["latest_invoice"] or "")
-        if invoice is None or invoice["status"] != "open":
-            return
-        invoice.update(status="void", amount_remaining=0, next_payment_attempt=None)
-        invoice["status_transitions"]["voided_at"] = now
-        self.emit("invoice.voided", invoice)
-        pi = self.objects.get(self.payment_intent_of_invoice.get(invoice["id"], ""))
-        if pi is not None and pi["status"] != "succeeded":
-            pi.update(
-                status="canceled",
-                canceled_at=now,
-                cancellation_reason="void_invoice",
-                next_action=None,
-            )
-            self.emit("payment_intent.canceled", pi)
-        for invoice_payment_id in self.invoice_payment_ids.get(invoice["id"], []):
-            invoice_payment = self.objects[invoice_payment_id]
-            invoice_payment["status"] = "canceled"
-            invoice_payment["status_transitions"]["canceled_at"] = now
+        if invoice is not None and invoice["status"] == "open":
+            self._void_invoice(invoice)
 
     def _end_trial(self, sub: StripeObject) -> None:
         trial_end = sub["trial_end"]

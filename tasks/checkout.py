@@ -20,7 +20,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.checkout import payments
+from app.checkout import payments, refunds
 from app.stripe_gateway import TransientStripeError
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,12 @@ _AUTORETRY: dict[str, Any] = {
 def reconcile(self: Task, checkout_id: str) -> None:
     """Settle a checkout from Stripe's current view (used after 3-D Secure, by the sweeper)."""
     payments.refresh_checkout(uuid.UUID(checkout_id))
+
+
+@shared_task(name=refunds.REFUND_ORPHANED_PAYMENT_TASK, **_AUTORETRY)
+def refund_orphaned_payment(self: Task, stripe_payment_intent_id: str) -> None:
+    """Refund a payment that succeeded after its checkout had ended."""
+    refunds.refund_orphaned_payment(stripe_payment_intent_id)
 
 
 # Not bounded in Postgres: an overdue checkout stays overdue, and the next beat run enqueues it

@@ -29,6 +29,14 @@ os.environ["STRIPE_PUBLISHABLE_KEY"] = "pk_test_billingos"
 os.environ["STRIPE_WEBHOOK_SECRET"] = "whsec_test_billingos"
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "emulator_only(reason): asserts emulator behaviour that real Stripe cannot be driven "
+        "into from a test (skipped by `make test-stripe` against Stripe test mode)",
+    )
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     from tests.support.database import migrate, recreate_database

@@ -29,9 +29,11 @@ from app.stripe_gateway import (
     InvalidStripeRequest,
     PaymentDeclined,
     StripeGatewayError,
+    customer_create_key,
     get_gateway,
     payment_intent_id_from_client_secret,
 )
+from app.stripe_keys import with_renewable_key
 from app.stripe_sync import (
     EXPIRY_CANCELLATION_COMMENT,
     EXPIRY_CANCELLATION_REASON,
@@ -145,12 +147,16 @@ def ensure_stripe_customer(customer_id: uuid.UUID) -> str:
         ).one()
     if customer.stripe_customer_id:
         return str(customer.stripe_customer_id)
-    stripe_customer_id = get_gateway().ensure_customer(
-        customer_id=customer_id,
-        organization_id=customer.organization_id,
-        external_id=customer.external_id,
-        email=customer.email,
-        name=customer.name,
+    stripe_customer_id = with_renewable_key(
+        customer_create_key(customer_id),
+        lambda key: get_gateway().ensure_customer(
+            customer_id=customer_id,
+            organization_id=customer.organization_id,
+            external_id=customer.external_id,
+            email=customer.email,
+            name=customer.name,
+            idempotency_key=key,
+        ),
     )
     with db.transaction() as session:
         session.execute(
@@ -464,14 +470,13 @@ def expire_checkout(checkout_id: uuid.UUID) -> None:
             stripe_object.status == "trialing" and stripe_object.pending_setup_intent is not None
         )
         if unpaid:
-            # Canceling the subscription voids its first invoice and that invoice's
-            # PaymentIntent (which cannot be canceled on its own).
             try:
                 stripe_object = gateway.cancel_subscription(
                     subscription_id, idempotency_key=key, comment=EXPIRY_CANCELLATION_COMMENT
                 )
             except InvalidStripeRequest:
                 stripe_object = gateway.retrieve_subscription(subscription_id)
+            _void_first_invoice(checkout_id, stripe_object)
         with db.transaction() as session:
             apply_subscription(session, stripe_object)
         return
@@ -485,3 +490,26 @@ def expire_checkout(checkout_id: uuid.UUID) -> None:
         stripe_object = gateway.retrieve_payment_intent(payment_intent_id)
     with db.transaction() as session:
         apply_payment_intent(session, stripe_object)
+
+
+def _void_first_invoice(checkout_id: uuid.UUID, subscription: Any) -> None:
+    """Void the open invoice of a subscription canceled at expiry.
+
+    Canceling a subscription leaves its open invoice payable: the buyer's page could still
+    confirm its PaymentIntent and be charged for a subscription that no longer exists. Voiding
+    cancels that PaymentIntent (it cannot be canceled on its own). A payment that beat the
+    void is refunded by `stripe_sync` once it is seen.
+    """
+    invoice_id = getattr(subscription, "latest_invoice", None)
+    if invoice_id is not None and not isinstance(invoice_id, str):
+        invoice_id = invoice_id.id
+    if not invoice_id:
+        return
+    gateway = get_gateway()
+    invoice = gateway.retrieve_invoice(invoice_id)
+    if invoice.status != "open":
+        return
+    try:
+        gateway.void_invoice(invoice_id, idempotency_key=f"checkout:{checkout_id}:expire:void")
+    except InvalidStripeRequest:
+        log.warning("checkout %s: its invoice could not be voided (paid meanwhile?)", checkout_id)

@@ -51,11 +51,3 @@ def receiver(emu):
     emu.register_webhook(rcv.url, WEBHOOK_SECRET)
     yield rcv
     rcv.close()
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "emulator_only(reason): asserts emulator behaviour that real Stripe cannot be driven "
-        "into from a test (skipped by `make test-stripe` against Stripe test mode)",
-    )

@@ -124,3 +124,33 @@ def test_card_only_subscription_intents_confirm_without_return_url(client, plan)
         trial.pending_setup_intent.id, params={"payment_method": "pm_card_visa"}
     )
     assert saved.status == "succeeded"
+
+
+# ---------------------------------------------------------------------- canceled, still payable
+
+
+def test_canceled_subscription_keeps_its_open_invoice_payable(client, plan):
+    cards = {"payment_settings": {"payment_method_types": ["card"]}}
+    sub = _subscription(client, plan, **cards)
+    invoice = sub.latest_invoice
+    client.v1.subscriptions.cancel(sub.id)
+    assert client.v1.invoices.retrieve(invoice.id).status == "open"
+    pi_id = invoice.confirmation_secret.client_secret.split("_secret_")[0]
+    paid = client.v1.payment_intents.confirm(pi_id, params={"payment_method": "pm_card_visa"})
+    assert paid.status == "succeeded"
+    assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+
+
+def test_voiding_an_invoice_cancels_its_payment_intent(client, plan):
+    sub = _subscription(client, plan, payment_settings={"payment_method_types": ["card"]})
+    invoice = sub.latest_invoice
+    client.v1.subscriptions.cancel(sub.id)
+    voided = client.v1.invoices.void_invoice(invoice.id)
+    assert voided.status == "void"
+    pi_id = invoice.confirmation_secret.client_secret.split("_secret_")[0]
+    assert client.v1.payment_intents.retrieve(pi_id).status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.confirm(pi_id, params={"payment_method": "pm_card_visa"})
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.invoices.void_invoice(invoice.id)

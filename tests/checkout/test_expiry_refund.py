@@ -1,0 +1,93 @@
+"""An expired subscription checkout leaves nothing the buyer could still pay, and a payment
+that succeeds anyway after a checkout ended is refunded and recorded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import stripe as stripe_lib
+from flask import Flask
+from sqlalchemy import select, update
+
+from app.db import db
+from app.stripe_sync import EXPIRY_CANCELLATION_COMMENT, apply_payment_intent, apply_subscription
+from models import CheckoutSession, PaymentIntent
+from models.base import utcnow
+from tests.checkout.conftest import Catalog, eventually, fetch, open_checkout, status_of
+from tests.factories import Buyer
+
+
+def _backdate(checkout_id: str) -> None:
+    db.session.remove()
+    db.session.execute(
+        update(CheckoutSession)
+        .where(CheckoutSession.id == checkout_id)
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+
+
+def _payment(stripe_payment_intent_id: str) -> PaymentIntent:
+    db.session.remove()
+    return db.session.execute(
+        select(PaymentIntent).where(
+            PaymentIntent.stripe_payment_intent_id == stripe_payment_intent_id
+        )
+    ).scalar_one()
+
+
+def test_expired_subscription_checkout_voids_its_invoice(
+    app: Flask, client: Any, buyer: Buyer, catalog: Catalog, worker: Any, stripe_emulator: Any
+) -> None:
+    checkout = open_checkout(client, buyer, catalog.monthly.id)
+    _backdate(checkout["id"])
+    app.extensions["celery"].send_task("checkout.expire_overdue")
+    eventually(
+        lambda: status_of(client, buyer, checkout["id"])["status"] == "expired",
+        what="checkout to expire",
+    )
+    row = fetch(checkout["id"])
+    stripe = stripe_emulator.client()
+    subscription = stripe.v1.subscriptions.retrieve(row.stripe_subscription_id)
+    assert subscription.status == "canceled"
+    assert stripe.v1.invoices.retrieve(subscription.latest_invoice).status == "void"
+    # The buyer's page still holds the client secret: confirming it charges nothing.
+    with pytest.raises(stripe_lib.InvalidRequestError):
+        stripe.v1.payment_intents.confirm(
+            row.stripe_payment_intent_id, params={"payment_method": "pm_card_visa"}
+        )
+    assert stripe.v1.payment_intents.retrieve(row.stripe_payment_intent_id).status == "canceled"
+
+
+def test_payment_after_the_checkout_ended_is_refunded(
+    client: Any, buyer: Buyer, catalog: Catalog, worker: Any, stripe_emulator: Any
+) -> None:
+    checkout = open_checkout(client, buyer, catalog.monthly.id)
+    row = fetch(checkout["id"])
+    stripe = stripe_emulator.client()
+    # The expiry canceled the subscription, but the buyer paid before its invoice was voided.
+    canceled = stripe.v1.subscriptions.cancel(
+        row.stripe_subscription_id,
+        params={"cancellation_details": {"comment": EXPIRY_CANCELLATION_COMMENT}},
+    )
+    with db.transaction() as session:
+        apply_subscription(session, canceled)
+    assert fetch(checkout["id"]).status == "expired"
+    paid = stripe.v1.payment_intents.confirm(
+        row.stripe_payment_intent_id, params={"payment_method": "pm_card_visa"}
+    )
+    assert paid.status == "succeeded"
+
+    with db.transaction() as session:
+        apply_payment_intent(session, paid)
+
+    refunded = eventually(
+        lambda: (p := _payment(paid.id)).amount_refunded == p.amount and p,
+        what="the orphaned payment to be refunded",
+    )
+    assert refunded.refunded_at is not None
+    charge = stripe.v1.charges.retrieve(paid.latest_charge)
+    assert charge.refunded and charge.amount_refunded == paid.amount
+    assert fetch(checkout["id"]).status == "expired"
