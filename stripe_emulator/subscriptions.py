@@ -142,9 +142,7 @@ class Subscriptions(SubscriptionLifecycle, SetupIntents):
                 {
                     "customer": sub["customer"],
                     "usage": "off_session",
-                    "allowed_payment_method_types": sub["payment_settings"][
-                        "payment_method_types"
-                    ],
+                    "allowed_payment_method_types": sub["payment_settings"]["payment_method_types"],
                 },
             )
             self._save(si)
