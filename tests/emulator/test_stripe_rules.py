@@ -154,3 +154,23 @@ def test_voiding_an_invoice_cancels_its_payment_intent(client, plan):
         client.v1.payment_intents.confirm(pi_id, params={"payment_method": "pm_card_visa"})
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.invoices.void_invoice(invoice.id)
+
+
+# ---------------------------------------------------------------------- a stored 500
+
+
+@pytest.mark.emulator_only("a stored 500 cannot be provoked in Stripe test mode")
+def test_stored_500_is_replayed_under_its_key_and_executes_nothing(emu, client):
+    emu.set_faults("stored_500", rate=1.0, count=1, paths=["/v1/customers"])
+    options = {"idempotency_key": "customer:42:create", "max_network_retries": 0}
+    for _ in range(2):
+        with pytest.raises(stripe.APIError) as failed:
+            client.v1.customers.create(params={"email": "a@example.com"}, options=options)
+        assert failed.value.http_status == 500
+    assert [r["replayed"] for r in emu.requests(path="/v1/customers")] == [False, True]
+    assert client.v1.customers.list().data == []
+    # Another key executes.
+    created = client.v1.customers.create(
+        params={"email": "a@example.com"}, options={"idempotency_key": "customer:42:create:1"}
+    )
+    assert [c.id for c in client.v1.customers.list().data] == [created.id]
