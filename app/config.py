@@ -56,6 +56,18 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"BillingOS: setting {name} must be an integer, got {raw!r}") from None
 
 
+def webhook_secrets_from(env: dict[str, str]) -> tuple[str, ...]:
+    """`STRIPE_WEBHOOK_SECRETS` and `STRIPE_WEBHOOK_SECRET`, each comma-separated, in order."""
+    raw = ",".join(
+        env.get(name) or "" for name in ("STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET")
+    )
+    secrets: list[str] = []
+    for secret in (part.strip() for part in raw.split(",")):
+        if secret and secret not in secrets:
+            secrets.append(secret)
+    return tuple(secrets)
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -67,6 +79,10 @@ class Settings:
     stripe_secret_key: str = "sk_test_billingos_emulator"
     stripe_publishable_key: str = "pk_test_billingos_emulator"
     stripe_webhook_secret: str = "whsec_billingos_dev"
+    # Every secret a `Stripe-Signature` may match: during a rotation (or with two endpoints)
+    # Stripe signs with the new secret while the old one is still valid for a while.
+    # Empty means just `stripe_webhook_secret`.
+    stripe_webhook_secrets: tuple[str, ...] = ()
     stripe_api_base: str | None = None
     stripe_api_version: str = STRIPE_API_VERSION
     stripe_max_network_retries: int = 2
@@ -82,16 +98,23 @@ class Settings:
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        return self.stripe_webhook_secrets or (self.stripe_webhook_secret,)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = dict(os.environ if environ is None else environ)
         mode = env.get("BILLINGOS_ENV", "development")
         if mode == "production":
             for name in REQUIRED_IN_PRODUCTION:
+                if name == "STRIPE_WEBHOOK_SECRET" and webhook_secrets_from(env):
+                    continue
                 if not env.get(name):
                     raise ConfigError(f"BillingOS: missing required setting {name}")
         defaults = cls()
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+        webhook_secrets = webhook_secrets_from(env) or (defaults.stripe_webhook_secret,)
         values: dict[str, Any] = {
             "env": mode,
             "database_url": normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
@@ -102,8 +125,8 @@ class Settings:
             "stripe_secret_key": env.get("STRIPE_SECRET_KEY") or defaults.stripe_secret_key,
             "stripe_publishable_key": env.get("STRIPE_PUBLISHABLE_KEY")
             or defaults.stripe_publishable_key,
-            "stripe_webhook_secret": env.get("STRIPE_WEBHOOK_SECRET")
-            or defaults.stripe_webhook_secret,
+            "stripe_webhook_secret": webhook_secrets[0],
+            "stripe_webhook_secrets": webhook_secrets,
             "stripe_api_base": env.get("STRIPE_API_BASE") or None,
             "stripe_max_network_retries": _int(
                 env, "STRIPE_MAX_NETWORK_RETRIES", defaults.stripe_max_network_retries

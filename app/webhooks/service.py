@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,28 +110,41 @@ class EventNotReplayable(ApiError):
 # ---------------------------------------------------------------------------- receiving
 
 
-def verify_event(payload: bytes, signature_header: str | None, secret: str) -> dict[str, Any]:
+def verify_event(
+    payload: bytes, signature_header: str | None, secrets: Sequence[str]
+) -> dict[str, Any]:
     """The event in `payload`, once its `Stripe-Signature` proves Stripe sent it recently.
 
-    Stripe's own verifier (several `v1=` signatures allowed, 300 s tolerance) on the raw bytes;
-    the body is parsed only after it is authenticated.
+    The body is decoded as UTF-8 here, explicitly: Stripe signs the text of the body, and how
+    a stripe-python version treats bytes has changed before. Stripe's own verifier then checks
+    the text (several `v1=` signatures allowed, 300 s tolerance) against each of `secrets` in
+    turn — one match is enough, so a secret can be rotated without dropping events. The body
+    is parsed only after it is authenticated.
     https://docs.stripe.com/webhooks#verify-official-libraries
     """
     try:
-        stripe.WebhookSignature.verify_header(
-            payload, signature_header, secret, SIGNATURE_TOLERANCE_SECONDS
-        )
-    except stripe.SignatureVerificationError:
-        raise InvalidSignature("The Stripe-Signature header does not match the body.") from None
+        text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidPayload("The body is not UTF-8.") from None
+    if not any(_signed_with(text, signature_header, secret) for secret in secrets):
+        raise InvalidSignature("The Stripe-Signature header does not match the body.")
     try:
-        event = json.loads(payload)
+        event = json.loads(text)
     except ValueError:
         raise InvalidPayload("The body is not JSON.") from None
     if not _is_event_envelope(event):
         raise InvalidPayload("The body is not a Stripe event.")
     return event
+
+
+def _signed_with(text: str, signature_header: str | None, secret: str) -> bool:
+    try:
+        stripe.WebhookSignature.verify_header(
+            text, signature_header, secret, SIGNATURE_TOLERANCE_SECONDS
+        )
+    except stripe.SignatureVerificationError:
+        return False
+    return True
 
 
 def _is_event_envelope(event: Any) -> bool:
