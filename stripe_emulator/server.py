@@ -420,6 +420,12 @@ class App:
                 disp.remove_endpoints(data.get("id") or q.get("id"))
                 return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
             return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
+        if len(segs) == 3 and segs[0] == "webhook_endpoints" and segs[2] == "roll":
+            endpoint = next((e for e in disp.endpoints if e.id == segs[1]), None)
+            if endpoint is None:
+                return _json(404, {"error": f"no webhook endpoint {segs[1]}"})
+            endpoint.roll(data.get("secret"), float(data.get("expires_in", 24 * 3600)))
+            return _json(200, endpoint.public())
         object_action = _OBJECT_ACTIONS.get((segs[0], segs[2])) if len(segs) == 3 else None
         if object_action is not None and method == "POST":
             with engine.lock:

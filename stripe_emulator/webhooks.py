@@ -19,11 +19,18 @@ from .core import EventRecord
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 
 
-def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
-    """The ``Stripe-Signature`` header value for ``payload``."""
+# Stripe keeps a rolled secret valid for at most this long (24 h).
+MAX_ROLL_EXPIRY_SECONDS = 24 * 3600
+
+
+def sign(payload: str, secret: str | list[str], timestamp: int | None = None) -> str:
+    """The ``Stripe-Signature`` header value for ``payload``: one ``v1`` per active secret."""
     t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    macs = [
+        hmac.new(key.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+        for key in ([secret] if isinstance(secret, str) else secret)
+    ]
+    return f"t={t}," + ",".join(f"v1={mac}" for mac in macs)
 
 
 @dataclass
@@ -33,6 +40,21 @@ class Endpoint:
     secret: str
     enabled_events: list[str]
     permanent: bool = False  # registered on the command line: survives /_emulator/reset
+    # After a roll, the old secret still signs (a second `v1=`) until it expires (wall clock).
+    previous_secret: str | None = None
+    previous_expires_at: float | None = None
+
+    def signing_secrets(self) -> list[str]:
+        expires = self.previous_expires_at
+        if self.previous_secret and expires is not None and time.time() < expires:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+    def roll(self, secret: str | None, expires_in: float) -> None:
+        """Stripe's "roll secret": a new secret now, the old one kept for `expires_in` s."""
+        self.previous_secret = self.secret
+        self.previous_expires_at = time.time() + min(max(expires_in, 0), MAX_ROLL_EXPIRY_SECONDS)
+        self.secret = secret or "whsec_" + secrets.token_hex(24)
 
     def wants(self, etype: str) -> bool:
         for pat in self.enabled_events:
@@ -47,6 +69,7 @@ class Endpoint:
             "secret": self.secret,
             "enabled_events": self.enabled_events,
             "permanent": self.permanent,
+            "previous_secret_expires_at": self.previous_expires_at,
         }
 
 
@@ -233,7 +256,7 @@ class Dispatcher:
 
     async def _attempt(self, d: Delivery) -> None:
         payload = d.record.payload
-        header = sign(payload, d.endpoint.secret)
+        header = sign(payload, d.endpoint.signing_secrets())
         started = time.time()
         status, error = None, None
         try:

@@ -174,3 +174,33 @@ def test_stored_500_is_replayed_under_its_key_and_executes_nothing(emu, client):
         params={"email": "a@example.com"}, options={"idempotency_key": "customer:42:create:1"}
     )
     assert [c.id for c in client.v1.customers.list().data] == [created.id]
+
+
+# ---------------------------------------------------------------------- rolling a webhook secret
+
+
+@pytest.mark.emulator_only("rolls the secret through the emulator's control API")
+def test_rolled_secret_signs_with_both_until_the_old_one_expires(emu, client):
+    from tests.support.emulator import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    try:
+        endpoint = emu.register_webhook(receiver.url, "whsec_before_the_roll")
+        rolled = emu.roll_webhook_secret(endpoint["id"], "whsec_after_the_roll", expires_in=3600)
+        assert rolled["secret"] == "whsec_after_the_roll"
+        client.v1.customers.create()
+        got = receiver.wait_for(lambda r: len(r) >= 1)[0]
+        header = got["headers"]["Stripe-Signature"]
+        assert header.count("v1=") == 2
+        for secret in ("whsec_after_the_roll", "whsec_before_the_roll"):
+            stripe.WebhookSignature.verify_header(got["payload"], header, secret, 300)
+        emu.roll_webhook_secret(endpoint["id"], "whsec_third", expires_in=0)
+        client.v1.customers.create()
+        last = receiver.wait_for(lambda r: len(r) >= 2)[-1]
+        assert last["headers"]["Stripe-Signature"].count("v1=") == 1
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.WebhookSignature.verify_header(
+                last["payload"], last["headers"]["Stripe-Signature"], "whsec_after_the_roll", 300
+            )
+    finally:
+        receiver.close()

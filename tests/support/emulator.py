@@ -219,6 +219,15 @@ class EmulatorProcess:
             body["enabled_events"] = enabled_events
         return self._call("POST", "/_emulator/webhook_endpoints", body)
 
+    def roll_webhook_secret(
+        self, endpoint_id: str, secret: str | None = None, expires_in: float = 86400
+    ) -> dict:
+        """Stripe's "roll secret": the old secret keeps signing for `expires_in` seconds."""
+        body: dict[str, Any] = {"expires_in": expires_in}
+        if secret:
+            body["secret"] = secret
+        return self._call("POST", f"/_emulator/webhook_endpoints/{endpoint_id}/roll", body)
+
     def authenticate(self, kind: str, obj_id: str, outcome: str = "succeed") -> dict:
         """Finish 3-D Secure: kind is "payment_intent(s)" or "setup_intent(s)"."""
         kind = kind if kind.endswith("s") else kind + "s"
