@@ -34,11 +34,13 @@ run: migrate
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## lint: ruff (lint + format check) and mypy
+## lint: ruff (lint + format check), mypy, and the import layers (lint-imports; contracts in
+##       pyproject.toml)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app tasks models stripe_emulator
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix .
@@ -59,4 +61,4 @@ fuzz: setup
 	$(PY) -m bench.fuzz
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

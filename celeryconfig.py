@@ -5,6 +5,8 @@ The broker URL comes from the app's settings (REDIS_URL); everything here is pol
 
 import os
 
+from app import jobs
+
 # Tasks are acknowledged after they finish, and a task whose worker died is given back to the
 # broker: with idempotent tasks, "at least once" is the guarantee we want.
 task_acks_late = True
@@ -23,7 +25,8 @@ task_soft_time_limit = 30
 task_time_limit = 60
 
 # An unacknowledged message is redelivered after this many seconds. It must exceed the longest
-# retry countdown plus run time, or a waiting task is delivered twice (STACK_NOTES.md); retries
+# retry countdown plus run time, or a waiting task is delivered twice (Redis re-delivers any
+# message not acknowledged within it, including one held back by a countdown); retries
 # here back off for at most 5 minutes. A worker killed mid-task is covered sooner by the beat
 # sweepers (unprocessed inbox events, stuck checkouts).
 broker_transport_options = {
@@ -40,27 +43,28 @@ task_send_sent_event = False
 timezone = "UTC"
 enable_utc = True
 
+# The task modules the worker loads; between them they register every name in `app.jobs.ALL`.
 imports = ("tasks.catalog", "tasks.checkout", "tasks.stripe_events", "tasks.maintenance")
 
 beat_schedule: dict[str, dict[str, object]] = {
     # Webhook inbox (issue 5): resend events whose task was lost, settle checkouts a webhook
     # never settled, and forget processed events after Stripe's own 30-day retention.
     "requeue-unprocessed-stripe-events": {
-        "task": "maintenance.requeue_unprocessed_events",
+        "task": jobs.MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS,
         "schedule": 30.0,
     },
     "reconcile-stuck-checkouts": {
-        "task": "maintenance.reconcile_stuck_checkouts",
+        "task": jobs.MAINTENANCE_RECONCILE_STUCK_CHECKOUTS,
         "schedule": 60.0,
     },
     "prune-processed-stripe-events": {
-        "task": "maintenance.prune_processed_events",
+        "task": jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS,
         "schedule": 6 * 3600.0,
     },
     # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
     # incomplete subscription in Stripe and mark it expired.
     "expire-overdue-checkouts": {
-        "task": "checkout.expire_overdue",
+        "task": jobs.CHECKOUT_EXPIRE_OVERDUE,
         "schedule": 60.0,
     },
 }

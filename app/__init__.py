@@ -13,13 +13,13 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from app.celery_app import init_celery
     from app.db import db
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging
     from app.metrics import init_metrics
     from app.realtime import init_realtime
     from app.redis_client import init_redis
-    from tasks import init_celery
 
     settings = settings or Settings.from_env(**overrides)
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))

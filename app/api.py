@@ -24,7 +24,8 @@ from app.errors import ApiError, ValidationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Credential kinds an operation accepts (see API.md "Authentication").
+# Credential kinds an operation accepts: a merchant's secret key, a customer's session token
+# (both `Authorization: Bearer …`), either, or none.
 SECRET_KEY = "secret_key"
 SESSION_TOKEN = "session_token"
 ANY_CREDENTIAL = "any"

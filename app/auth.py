@@ -1,4 +1,4 @@
-"""Credentials: merchants' secret keys and the SDK's session tokens (API.md "Authentication").
+"""Credentials: merchants' secret keys (`bos_sk_…`) and the SDK's session tokens (`bos_st_…`).
 
 Both are random strings with a recognisable prefix, stored only as their SHA-256 digest: they
 carry ≥ 256 bits of entropy, so a fast digest is as safe as a slow one and keeps every request

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import click
 from sqlalchemy import select
 
-from app.auth import digest, generate_secret_key
 from app.catalog import service as catalog
 from app.catalog.schemas import ProductCreate
+from app.customers.schemas import CustomerIn
 from app.db import db
+from app.organizations.service import create_organization, issue_secret_key, organization_named
 from app.session_tokens import service as session_tokens
-from app.session_tokens.schemas import CustomerIn
-from models import ApiKey, Organization, Product
+from models import Product
 
 DEMO_ORGANIZATION = "BillingOS Demo"
 
@@ -59,26 +58,6 @@ def billingos_cli() -> None:
     """BillingOS administration."""
 
 
-def create_organization(name: str) -> tuple[Organization, str]:
-    organization = Organization(name=name)
-    db.session.add(organization)
-    db.session.flush()
-    secret_key = issue_secret_key(organization.id)
-    return organization, secret_key
-
-
-def issue_secret_key(organization_id: uuid.UUID) -> str:
-    secret_key = generate_secret_key()
-    db.session.add(
-        ApiKey(
-            organization_id=organization_id,
-            key_hash=digest(secret_key),
-            key_prefix=secret_key[:16],
-        )
-    )
-    return secret_key
-
-
 def _print(payload: dict[str, object], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(payload))
@@ -106,9 +85,7 @@ def seed_demo(as_json: bool) -> None:
 
     Keys are stored hashed, so an existing demo organization gets a new key each time.
     """
-    organization = db.session.execute(
-        select(Organization).where(Organization.name == DEMO_ORGANIZATION).limit(1)
-    ).scalar_one_or_none()
+    organization = organization_named(DEMO_ORGANIZATION)
     if organization is None:
         organization, secret_key = create_organization(DEMO_ORGANIZATION)
         for product in DEMO_PRODUCTS:
@@ -146,9 +123,7 @@ def session_token(
     organization_name: str, external_id: str, email: str, expires_in: int, as_json: bool
 ) -> None:
     """Mint a session token for a customer of an organization (for trying the SDK API)."""
-    organization = db.session.execute(
-        select(Organization).where(Organization.name == organization_name).limit(1)
-    ).scalar_one_or_none()
+    organization = organization_named(organization_name)
     if organization is None:
         raise click.ClickException(f"no organization named {organization_name!r}")
     token, row, customer = session_tokens.create_session_token(

@@ -1,4 +1,4 @@
-"""Keyset pagination for `{"data": [...], "has_more": bool}` lists (API.md "Conventions").
+"""Keyset pagination for `{"data": [...], "has_more": bool}` lists (`?limit=` 1–100, default 20).
 
 Newest first, like Stripe; `starting_after` names the last object of the previous page. An
 unknown or foreign `starting_after` yields an empty page rather than an error that would reveal

@@ -31,6 +31,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app import jobs
 from app.checkout import refunds
 from app.stripe_gateway import CHECKOUT_METADATA
 from models import CheckoutSession, Customer, PaymentIntent, ProductPrice, Subscription
@@ -43,7 +44,6 @@ from models.checkout import (
     REQUIRES_ACTION,
     SUCCEEDED,
 )
-from tasks import enqueue_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +267,8 @@ def apply_payment_intent(
         _recompute_entitlements(session, row.customer_id)
         if refunds.is_orphaned(checkout, status):
             # Paid after the checkout ended (expired or canceled): the buyer gets it back.
-            enqueue_after_commit(
-                session, refunds.REFUND_ORPHANED_PAYMENT_TASK, row.stripe_payment_intent_id
+            jobs.enqueue_after_commit(
+                session, jobs.CHECKOUT_REFUND_ORPHANED_PAYMENT, row.stripe_payment_intent_id
             )
 
 

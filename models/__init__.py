@@ -1,4 +1,4 @@
-"""SQLAlchemy models: Postgres is the source of truth (see shared/DESIGN.md, "Data")."""
+"""SQLAlchemy models: Postgres is the source of truth; Redis only caches and carries messages."""
 
 from models.base import Base
 from models.catalog import Feature, Product, ProductPrice, product_features

@@ -6,6 +6,7 @@ import uuid
 
 from celery import Task, shared_task
 
+from app import jobs
 from app.catalog import mirror
 from tasks.checkout import BACKOFF_MAX_SECONDS, TRANSIENT_ERRORS
 
@@ -15,7 +16,7 @@ MAX_RETRIES = 8
 
 
 @shared_task(
-    name="catalog.mirror_product",
+    name=jobs.CATALOG_MIRROR_PRODUCT,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,

@@ -1,4 +1,4 @@
-"""Celery tasks: the Stripe work of a checkout (bodies in app/checkout/payments.py).
+"""Celery tasks: the Stripe work of a checkout (bodies in app/checkout/stripe_steps.py).
 
 Retry policy (https://docs.celeryq.dev/en/stable/userguide/tasks.html#retrying): transient
 errors — Stripe unreachable, timed out, 5xx, rate limited; Postgres connection lost, deadlock —
@@ -20,7 +20,8 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.checkout import payments, refunds
+from app import jobs
+from app.checkout import refunds, stripe_steps
 from app.stripe_gateway import TransientStripeError
 
 log = logging.getLogger(__name__)
@@ -54,15 +55,15 @@ def _retry_or_give_up(task: Task, checkout_id: uuid.UUID, stage: str, error: Exc
     if not is_transient(error):
         raise error
     try:
-        attempt = payments.attempts(checkout_id, stage)
+        attempt = stripe_steps.attempts(checkout_id, stage)
     except (OperationalError, DBAPIError):
         # Postgres is unreachable: nothing can be read or recorded; try again later.
         attempt = task.request.retries + 1
     else:
-        if attempt >= payments.MAX_ATTEMPTS:
+        if attempt >= stripe_steps.MAX_ATTEMPTS:
             log.error("checkout %s: %s gave up after %d attempts: %s", checkout_id, stage,
                       attempt, type(error).__name__)  # fmt: skip
-            payments.give_up(checkout_id, stage)
+            stripe_steps.give_up(checkout_id, stage)
             return
     log.warning(
         "checkout %s: %s attempt %d failed (%s), retrying",
@@ -75,28 +76,28 @@ def _retry_or_give_up(task: Task, checkout_id: uuid.UUID, stage: str, error: Exc
 
 
 @shared_task(
-    name="checkout.prepare",
+    name=jobs.CHECKOUT_PREPARE,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     # The attempt count in Postgres is the real bound; this only stops a loop while Postgres
     # is down and no attempt can be recorded.
-    max_retries=payments.MAX_ATTEMPTS * 2,
+    max_retries=stripe_steps.MAX_ATTEMPTS * 2,
 )
 def prepare(self: Task, checkout_id: str) -> None:
     checkout = uuid.UUID(checkout_id)
     try:
-        payments.prepare_checkout(checkout)
+        stripe_steps.prepare_checkout(checkout)
     except Exception as error:
         _retry_or_give_up(self, checkout, "prepare", error)
 
 
 @shared_task(
-    name="checkout.confirm",
+    name=jobs.CHECKOUT_CONFIRM,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=payments.MAX_ATTEMPTS * 2,
+    max_retries=stripe_steps.MAX_ATTEMPTS * 2,
 )
 def confirm(
     self: Task,
@@ -107,7 +108,7 @@ def confirm(
 ) -> None:
     checkout = uuid.UUID(checkout_id)
     try:
-        payments.confirm_checkout(
+        stripe_steps.confirm_checkout(
             checkout,
             confirmation,
             payment_method=payment_method_id,
@@ -126,17 +127,17 @@ _AUTORETRY: dict[str, Any] = {
     "retry_backoff": True,
     "retry_backoff_max": int(BACKOFF_MAX_SECONDS),
     "retry_jitter": True,
-    "max_retries": payments.MAX_ATTEMPTS,
+    "max_retries": stripe_steps.MAX_ATTEMPTS,
 }
 
 
-@shared_task(name="checkout.reconcile", **_AUTORETRY)
+@shared_task(name=jobs.CHECKOUT_RECONCILE, **_AUTORETRY)
 def reconcile(self: Task, checkout_id: str) -> None:
     """Settle a checkout from Stripe's current view (used after 3-D Secure, by the sweeper)."""
-    payments.refresh_checkout(uuid.UUID(checkout_id))
+    stripe_steps.refresh_checkout(uuid.UUID(checkout_id))
 
 
-@shared_task(name=refunds.REFUND_ORPHANED_PAYMENT_TASK, **_AUTORETRY)
+@shared_task(name=jobs.CHECKOUT_REFUND_ORPHANED_PAYMENT, **_AUTORETRY)
 def refund_orphaned_payment(self: Task, stripe_payment_intent_id: str) -> None:
     """Refund a payment that succeeded after its checkout had ended."""
     refunds.refund_orphaned_payment(stripe_payment_intent_id)
@@ -144,15 +145,15 @@ def refund_orphaned_payment(self: Task, stripe_payment_intent_id: str) -> None:
 
 # Not bounded in Postgres: an overdue checkout stays overdue, and the next beat run enqueues it
 # again.
-@shared_task(name="checkout.expire", **_AUTORETRY)
+@shared_task(name=jobs.CHECKOUT_EXPIRE, **_AUTORETRY)
 def expire(self: Task, checkout_id: str) -> None:
-    payments.expire_checkout(uuid.UUID(checkout_id))
+    stripe_steps.expire_checkout(uuid.UUID(checkout_id))
 
 
-@shared_task(name="checkout.expire_overdue")
+@shared_task(name=jobs.CHECKOUT_EXPIRE_OVERDUE)
 def expire_overdue() -> int:
     """Beat: expire every checkout past `expires_at`, each in its own task."""
-    checkout_ids = payments.overdue_checkout_ids()
+    checkout_ids = stripe_steps.overdue_checkout_ids()
     for checkout_id in checkout_ids:
         expire.delay(str(checkout_id))
     if checkout_ids:

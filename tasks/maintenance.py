@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 
-from celery import current_app, shared_task
+from celery import shared_task
 
+from app import jobs
 from app.db import db
 from app.webhooks import reconciliation, service
 
@@ -24,11 +25,9 @@ log = logging.getLogger(__name__)
 
 # Rows deleted per transaction when pruning, so the job never holds long locks.
 PRUNE_BATCH_SIZE = 5000
-# Settles one checkout from Stripe's current view (tasks/checkout.py).
-RECONCILE_CHECKOUT_TASK = "checkout.reconcile"
 
 
-@shared_task(name="maintenance.requeue_unprocessed_events")
+@shared_task(name=jobs.MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS)
 def requeue_unprocessed_events(older_than_seconds: float = service.REQUEUE_AFTER_SECONDS) -> int:
     with db.transaction() as session:
         requeued = service.requeue_unprocessed_events(
@@ -39,7 +38,7 @@ def requeue_unprocessed_events(older_than_seconds: float = service.REQUEUE_AFTER
     return len(requeued)
 
 
-@shared_task(name="maintenance.reconcile_stuck_checkouts")
+@shared_task(name=jobs.MAINTENANCE_RECONCILE_STUCK_CHECKOUTS)
 def reconcile_stuck_checkouts(
     older_than_seconds: float = reconciliation.STUCK_AFTER_SECONDS,
 ) -> int:
@@ -49,13 +48,13 @@ def reconcile_stuck_checkouts(
             session, older_than_seconds=older_than_seconds
         )
     for checkout_id in checkout_ids:
-        current_app.send_task(RECONCILE_CHECKOUT_TASK, args=[str(checkout_id)])
+        jobs.send(jobs.CHECKOUT_RECONCILE, str(checkout_id))
     if checkout_ids:
         log.info("asking Stripe about %d stuck checkout(s)", len(checkout_ids))
     return len(checkout_ids)
 
 
-@shared_task(name="maintenance.prune_processed_events")
+@shared_task(name=jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS)
 def prune_processed_events(older_than_days: int = service.RETENTION_DAYS) -> int:
     total = 0
     while True:

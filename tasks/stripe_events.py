@@ -21,6 +21,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from app import jobs
 from app.stripe_gateway import TransientStripeError
 from app.webhooks import service
 
@@ -46,7 +47,7 @@ def _is_transient(error: BaseException) -> bool:
 
 
 @shared_task(
-    name="stripe.process_event",
+    name=jobs.STRIPE_PROCESS_EVENT,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,

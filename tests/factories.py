@@ -7,10 +7,10 @@ from typing import Any
 
 from app.catalog import service as catalog
 from app.catalog.schemas import ProductCreate
-from app.cli import create_organization
+from app.customers.schemas import CustomerIn
 from app.db import db
+from app.organizations.service import create_organization
 from app.session_tokens import service as session_tokens
-from app.session_tokens.schemas import CustomerIn
 from models import Organization, Product
 
 

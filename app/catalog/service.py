@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
+from app import jobs
 from app.catalog.schemas import (
     FeatureOut,
     PriceOut,
@@ -20,7 +21,6 @@ from app.db import db
 from app.errors import NotFound
 from app.pagination import paginate
 from models import Feature, Product, ProductPrice
-from tasks import enqueue_after_commit
 
 
 class ProductNotFound(NotFound):
@@ -85,7 +85,7 @@ def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
             )
         )
     session.flush()
-    enqueue_after_commit(db.session(), "catalog.mirror_product", str(product.id))
+    jobs.enqueue_after_commit(db.session(), jobs.CATALOG_MIRROR_PRODUCT, str(product.id))
     return product
 
 

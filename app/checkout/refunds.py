@@ -23,7 +23,6 @@ from models.checkout import CANCELED, EXPIRED
 
 log = logging.getLogger(__name__)
 
-REFUND_ORPHANED_PAYMENT_TASK = "checkout.refund_orphaned_payment"
 # Checkout statuses after which a payment has nothing left to pay for.
 ENDED_STATUSES = (EXPIRED, CANCELED)
 ORPHANED_PAYMENT_COMMENT = "billingos: paid after its checkout had ended"

@@ -1,4 +1,4 @@
-"""Checkout endpoints (API.md "SDK endpoints" and the merchant's checkout and payment lists)."""
+"""Checkout endpoints: the SDK's create, confirm and status; merchants' checkout/payment lists."""
 
 from __future__ import annotations
 

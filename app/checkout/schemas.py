@@ -1,4 +1,4 @@
-"""The Checkout object of API.md, as the SDK and the merchant see it.
+"""The Checkout object of the HTTP API (`/openapi.json`), as the SDK and the merchant see it.
 
 The real-time channels publish exactly `checkout_out(...)` (the status endpoint's body), so a
 client can treat a websocket frame, an SSE event and a poll the same way.

@@ -2,7 +2,7 @@
 
 Nothing here calls Stripe: create inserts a `pending` checkout and enqueues `checkout.prepare`
 after commit; confirm marks it `processing` under a row lock and enqueues `checkout.confirm`.
-The Stripe work is in app/checkout/payments.py.
+The Stripe work is in app/checkout/stripe_steps.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import jobs
 from app.auth import CustomerPrincipal
 from app.catalog.service import PriceNotFound
 from app.checkout.schemas import (
@@ -37,9 +38,9 @@ from models.checkout import (
     PROCESSING,
 )
 from models.subscription import LIVE_STATUSES
-from tasks import enqueue_after_commit
 
-# `Prefer: wait=N` is capped here (API.md).
+# `Prefer: wait=N` (N seconds to wait for the client secret) is capped here: N ≤ 10 is the
+# documented range, so a client asking for more gets 10, not a longer-held connection.
 MAX_WAIT_SECONDS = 10
 _POLL_FIRST_SECONDS = 0.01
 _POLL_MAX_SECONDS = 0.1
@@ -221,7 +222,7 @@ def create_checkout(
         if winner is None:  # the winner ended (expired) in between: rare, the client retries
             raise Conflict("A concurrent request with this idempotency key is in flight.")
         return _repeat(winner, data.price_id)
-    enqueue_after_commit(session, "checkout.prepare", str(checkout_id))
+    jobs.enqueue_after_commit(session, jobs.CHECKOUT_PREPARE, str(checkout_id))
     created = CheckoutSession(
         id=checkout_id,
         organization_id=principal.organization_id,
@@ -306,9 +307,9 @@ def confirm_checkout(
     if data.customer_name is not None:
         changes["customer_name"] = data.customer_name
     checkout.transition(PROCESSING, **changes)
-    enqueue_after_commit(
+    jobs.enqueue_after_commit(
         session,
-        "checkout.confirm",
+        jobs.CHECKOUT_CONFIRM,
         str(checkout.id),
         checkout.version,
         data.payment_method_id,

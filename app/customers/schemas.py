@@ -7,10 +7,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from app.api import QueryModel, RequestModel
 from app.entitlements.schemas import EntitlementOut
-from app.session_tokens.schemas import CustomerOut
 from app.subscriptions.schemas import SubscriptionOut
 
 RETURN_URL_MAX_LENGTH = 2048
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 
 
 def _valid_return_url(value: str | None) -> str | None:
@@ -22,6 +22,19 @@ def _valid_return_url(value: str | None) -> str | None:
     if parts.scheme not in ("https", "http") or not parts.netloc or any(c.isspace() for c in value):
         raise ValueError("return_url must be an absolute http or https URL")
     return value
+
+
+class CustomerIn(RequestModel):
+    external_id: str = Field(min_length=1, max_length=255, description="The merchant's user id.")
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    name: str | None = Field(default=None, max_length=255)
+
+
+class CustomerOut(BaseModel):
+    id: str
+    external_id: str
+    email: str | None
+    name: str | None
 
 
 class PortalSessionCreate(RequestModel):

@@ -1,4 +1,5 @@
-"""The customer's own billing: the Stripe billing portal, and the merchant's view of a customer."""
+"""Customers: created on first sight of a merchant's user id, their own billing (the Stripe billing
+portal), and the merchant's view of one."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import hashlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.auth import CustomerPrincipal
-from app.customers.schemas import CustomerDetailOut, PortalSessionOut
+from app.customers.schemas import CustomerDetailOut, CustomerIn, CustomerOut, PortalSessionOut
+from app.db import db
 from app.entitlements.service import list_entitlements
 from app.errors import Conflict, NotFound
 from app.stripe_gateway import StripeGatewayError, get_gateway
@@ -35,6 +39,40 @@ class NoBillingAccount(Conflict):
 class CustomerNotFound(NotFound):
     code = "customer_not_found"
     title = "Customer not found"
+
+
+def upsert_customer(organization_id: uuid.UUID, data: CustomerIn) -> Customer:
+    """The customer with this `external_id`, created on first sight; email/name refreshed."""
+    stmt = insert(Customer).values(
+        id=uuid.uuid4(),
+        organization_id=organization_id,
+        external_id=data.external_id,
+        email=data.email,
+        name=data.name,
+    )
+    update: dict[str, Any] = {"updated_at": func.now()}
+    if data.email is not None:
+        update["email"] = stmt.excluded.email
+    if data.name is not None:
+        update["name"] = stmt.excluded.name
+    customer_id = db.session.execute(
+        stmt.on_conflict_do_update(
+            constraint="uq_customers_organization_id_external_id", set_=update
+        ).returning(Customer.id)
+    ).scalar_one()
+    customer = db.session.execute(
+        select(Customer).where(Customer.id == customer_id).execution_options(populate_existing=True)
+    ).scalar_one()
+    return customer
+
+
+def customer_out(customer: Customer) -> CustomerOut:
+    return CustomerOut(
+        id=str(customer.id),
+        external_id=customer.external_id,
+        email=customer.email,
+        name=customer.name,
+    )
 
 
 def create_portal_session(

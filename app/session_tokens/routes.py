@@ -6,6 +6,7 @@ from redis.exceptions import RedisError
 
 from app.api import SECRET_KEY, json_response, operation
 from app.auth import current_merchant, forget_revoked_token, revoke_session_token
+from app.customers.service import customer_out
 from app.db import db
 from app.errors import ServiceUnavailable
 from app.session_tokens import service
@@ -34,9 +35,7 @@ def create_session_token(body: SessionTokenCreate) -> ResponseReturnValue:
         organization_id, body.customer, body.expires_in
     )
     db.session.commit()
-    out = SessionTokenOut(
-        token=token, expires_at=row.expires_at, customer=service.customer_out(customer)
-    )
+    out = SessionTokenOut(token=token, expires_at=row.expires_at, customer=customer_out(customer))
     return json_response(out, 201)
 
 

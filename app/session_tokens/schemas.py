@@ -5,14 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.api import RequestModel
-
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
-
-
-class CustomerIn(RequestModel):
-    external_id: str = Field(min_length=1, max_length=255, description="The merchant's user id.")
-    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
-    name: str | None = Field(default=None, max_length=255)
+from app.customers.schemas import CustomerIn, CustomerOut
 
 
 class SessionTokenCreate(RequestModel):
@@ -22,13 +15,6 @@ class SessionTokenCreate(RequestModel):
 
 class SessionTokenRevoke(RequestModel):
     token: str = Field(min_length=1, max_length=200)
-
-
-class CustomerOut(BaseModel):
-    id: str
-    external_id: str
-    email: str | None
-    name: str | None
 
 
 class SessionTokenOut(BaseModel):

@@ -28,20 +28,19 @@ import stripe
 from sqlalchemy import Connection, Table, bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from app import jobs
 from app.db import db
 from app.errors import ApiError, NotFound, ServiceUnavailable
 from app.logging_setup import redact
 from models import StripeEvent
 from models.base import utcnow
 from models.stripe_event import FAILED, IGNORED, PENDING, PROCESSED
-from tasks import enqueue_after_commit
 
 log = logging.getLogger(__name__)
 
-PROCESS_EVENT_TASK = "stripe.process_event"
-# The event types BillingOS acts on (DESIGN.md, lifecycle step 4); `handlers.HANDLERS` has one
-# handler for each. Kept here so the web process, which only stores events, does not import
-# the handlers (and through them stripe_sync, the gateway and the entitlements service).
+# The event types BillingOS acts on; `handlers.HANDLERS` has one handler for each. Kept here so
+# the web process, which only stores events, does not import the handlers (and through them
+# stripe_sync, the gateway and the entitlements service).
 HANDLED_EVENT_TYPES = frozenset(
     {
         "payment_intent.succeeded",
@@ -214,10 +213,8 @@ def enqueue_processing(stripe_event_id: str) -> None:
     If the broker is unreachable the event stays `pending` in the inbox and the sweeper
     (`maintenance.requeue_unprocessed_events`) sends it later, so Stripe still gets its 200.
     """
-    from celery import current_app as celery_app
-
     try:
-        celery_app.send_task(PROCESS_EVENT_TASK, args=(stripe_event_id,))
+        jobs.send(jobs.STRIPE_PROCESS_EVENT, stripe_event_id)
     except Exception:
         log.warning("could not enqueue %s; the sweeper will", stripe_event_id, exc_info=True)
 
@@ -364,7 +361,7 @@ def replay_event(session: Session, event_ref: str, *, force: bool = False) -> St
     row.attempts = 0
     row.last_error = None
     row.processed_at = None
-    enqueue_after_commit(session, PROCESS_EVENT_TASK, row.stripe_event_id)
+    jobs.enqueue_after_commit(session, jobs.STRIPE_PROCESS_EVENT, row.stripe_event_id)
     return row
 
 
@@ -408,7 +405,7 @@ def requeue_unprocessed_events(
             .execution_options(synchronize_session=False)
         )
         for stripe_event_id in ids:
-            enqueue_after_commit(session, PROCESS_EVENT_TASK, stripe_event_id)
+            jobs.enqueue_after_commit(session, jobs.STRIPE_PROCESS_EVENT, stripe_event_id)
     return ids
 
 

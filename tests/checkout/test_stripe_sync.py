@@ -14,7 +14,7 @@ import pytest
 import stripe as stripe_lib
 from sqlalchemy import select
 
-from app.checkout.payments import prepare_checkout
+from app.checkout.stripe_steps import prepare_checkout
 from app.db import db
 from app.stripe_sync import apply_payment_intent, apply_subscription
 from models import PaymentIntent, Subscription

@@ -19,7 +19,7 @@ from tests.support.stripe_fixtures import (
 FIXTURE_KEY_EXCEPTIONS = {
     # fixtures3.json still lists `invoice.subscription`, but API versions since basil
     # (2025-03-31) removed it: stripe 16.1.0's Invoice class has no such attribute, and the
-    # link is `parent.subscription_details.subscription` (see shared/STRIPE_NOTES.md).
+    # link is `parent.subscription_details.subscription`.
     ("invoice", "subscription"),
 }
 LIST_KEYS = {"object", "data", "has_more", "url"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app.db import db, on_commit
-from tasks import enqueue_after_commit
+from app.jobs import enqueue_after_commit
 
 QUEUE = "celery"
 

@@ -1,4 +1,4 @@
-"""Credentials: who may reach what (API.md "Authentication")."""
+"""Credentials: who may reach what (secret keys and session tokens)."""
 
 from __future__ import annotations
 

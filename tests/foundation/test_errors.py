@@ -1,4 +1,4 @@
-"""Every error is application/problem+json, including the framework's own (API.md)."""
+"""Every error is application/problem+json, including the framework's own."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Product creation and validation (API.md "Merchant endpoints")."""
+"""Product creation and validation (the merchant's catalog endpoints)."""
 
 from __future__ import annotations
 

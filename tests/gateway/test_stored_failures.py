@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from app.catalog.mirror import ensure_stripe_price
-from app.checkout.payments import ensure_stripe_customer
+from app.checkout.stripe_steps import ensure_stripe_customer
 from app.db import db
 from app.stripe_gateway import TransientStripeError
 from models import Customer
