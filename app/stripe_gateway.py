@@ -587,6 +587,9 @@ class StripeGateway:
 
     # ------------------------------------------------------------------ refunds
 
+    def retrieve_charge(self, stripe_charge_id: str) -> stripe.Charge:
+        return self._call(lambda: self.client.v1.charges.retrieve(stripe_charge_id))
+
     def refund_payment_intent(
         self, stripe_payment_intent_id: str, *, idempotency_key: str, reason: str, comment: str
     ) -> stripe.Refund:

@@ -466,6 +466,31 @@ def refund(reid: str, now: int, ch: dict[str, Any], amount: int, p: dict[str, An
     }
 
 
+def dispute(dpid: str, now: int, ch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "amount": ch["amount"],
+        "balance_transactions": [],
+        "charge": ch["id"],
+        "created": now,
+        "currency": ch["currency"],
+        "evidence": {},
+        "evidence_details": {
+            "due_by": now + 7 * 86400,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
+        "id": dpid,
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "object": "dispute",
+        "payment_intent": ch["payment_intent"],
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
+
+
 def confirmation_token(ctid: str, now: int, pm: dict[str, Any], p: dict[str, Any]) -> dict:
     preview = {
         "allow_redisplay": pm["allow_redisplay"],

@@ -50,6 +50,9 @@ MAGIC_PAYMENT_METHODS: dict[str, tuple[str, str]] = {
     "pm_card_threeDSecure2Required": ("4000000000003220", "3ds"),
     "pm_card_authenticationRequired": ("4000002760003184", "3ds"),
     "pm_card_authenticationRequiredOnSetup": ("4000002500003155", "3ds"),
+    # succeed, then: the charge is disputed at once / a refund of it fails
+    "pm_card_createDispute": ("4000000000000259", "dispute"),
+    "pm_card_refundFail": ("4000000000005126", "refund_fail"),
 }
 # card number -> scenario
 CARD_NUMBERS: dict[str, str] = {

@@ -73,6 +73,9 @@ _OBJECT_ACTIONS: dict[tuple[str, str], Callable[[Engine, str, dict[str, Any]], d
     ("subscriptions", "payment_method"): lambda engine, obj_id, data: (
         engine.set_subscription_payment_method(obj_id, data["payment_method"])
     ),
+    ("disputes", "close"): lambda engine, obj_id, data: engine.close_dispute(
+        obj_id, data.get("outcome")
+    ),
     ("customers", "payment_method"): lambda engine, obj_id, data: engine.op_customers_update(
         obj_id, {"invoice_settings": {"default_payment_method": data["payment_method"]}}
     ),

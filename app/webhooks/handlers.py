@@ -168,7 +168,8 @@ def _current_setup_intent(session: Session, stripe_id: str) -> dict[str, Any]:
 
 
 def handle_payment_intent(session: Session, event: dict[str, Any]) -> str | None:
-    """`payment_intent.succeeded` / `payment_intent.payment_failed`."""
+    """`payment_intent.succeeded` / `.payment_failed` / `.canceled` (the checkout of a
+    PaymentIntent canceled in the Dashboard or by Stripe is canceled, not left open)."""
     payment_intent = _object(event)
     if not (
         _knows_payment_intent(session, payment_intent.get("id"))
@@ -185,7 +186,8 @@ def handle_payment_intent(session: Session, event: dict[str, Any]) -> str | None
 
 
 def handle_setup_intent(session: Session, event: dict[str, Any]) -> str | None:
-    """`setup_intent.succeeded`: a trial's card is saved."""
+    """`setup_intent.succeeded` (a trial's card is saved) / `.setup_failed` (the checkout
+    shows the decline)."""
     setup_intent = _object(event)
     if not (
         _knows_setup_intent(session, setup_intent.get("id"))
@@ -321,6 +323,63 @@ def handle_charge_refunded(session: Session, event: dict[str, Any]) -> str | Non
     return None
 
 
+def _lock_payment(session: Session, stripe_payment_intent_id: str | None) -> PaymentIntent | None:
+    if not stripe_payment_intent_id:
+        return None
+    return session.execute(
+        select(PaymentIntent)
+        .where(PaymentIntent.stripe_payment_intent_id == stripe_payment_intent_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+
+
+def handle_refund_updated(session: Session, event: dict[str, Any]) -> str | None:
+    """`charge.refund.updated`: a refund that failed gave the buyer nothing back.
+
+    The charge is re-fetched: its `amount_refunded` no longer counts the failed refund, and is
+    applied even though it is lower than what we recorded (the only way it may go down).
+    """
+    refund = _object(event)
+    payment = _lock_payment(session, _id_of(refund.get("payment_intent")))
+    if payment is None:
+        return _not_ours("Refund", refund.get("id"))
+    if refund.get("status") != "failed":
+        return None
+    charge_id = _id_of(refund.get("charge"))
+    if charge_id is None:
+        return None
+    charge = get_gateway().retrieve_charge(charge_id)
+    amount_refunded = min(int(charge.amount_refunded or 0), payment.amount)
+    if amount_refunded != payment.amount_refunded:
+        payment.amount_refunded = amount_refunded
+        if amount_refunded == 0:
+            payment.refunded_at = None
+        session.flush()
+        recompute_entitlements(session, payment.customer_id)
+    return None
+
+
+# Dispute statuses a dispute never leaves (https://docs.stripe.com/api/disputes/object).
+_CLOSED_DISPUTE_STATUSES = frozenset({"won", "lost", "prevented"})
+
+
+def handle_dispute(session: Session, event: dict[str, Any]) -> str | None:
+    """`charge.dispute.created` / `.updated` / `.closed`: shown on the payment; a lost
+    dispute took the money back, so the payment stops granting its features."""
+    dispute = _object(event)
+    payment = _lock_payment(session, _id_of(dispute.get("payment_intent")))
+    if payment is None:
+        return _not_ours("Dispute", dispute.get("id"))
+    status = dispute.get("status")
+    if not isinstance(status, str) or payment.dispute_status in _CLOSED_DISPUTE_STATUSES:
+        return None  # a closed dispute's outcome is final; a late update changes nothing
+    if status != payment.dispute_status:
+        payment.dispute_status = status
+        session.flush()
+        recompute_entitlements(session, payment.customer_id)
+    return None
+
+
 # ---------------------------------------------------------------------------- Stripe Checkout
 
 
@@ -356,7 +415,9 @@ def handle_checkout_session_completed(session: Session, event: dict[str, Any]) -
 HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": handle_payment_intent,
     "payment_intent.payment_failed": handle_payment_intent,
+    "payment_intent.canceled": handle_payment_intent,
     "setup_intent.succeeded": handle_setup_intent,
+    "setup_intent.setup_failed": handle_setup_intent,
     "invoice.paid": handle_invoice,
     "invoice.payment_failed": handle_invoice,
     "customer.subscription.created": handle_subscription,
@@ -364,4 +425,8 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.deleted": handle_subscription,
     "checkout.session.completed": handle_checkout_session_completed,
     "charge.refunded": handle_charge_refunded,
+    "charge.refund.updated": handle_refund_updated,
+    "charge.dispute.created": handle_dispute,
+    "charge.dispute.updated": handle_dispute,
+    "charge.dispute.closed": handle_dispute,
 }

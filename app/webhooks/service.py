@@ -45,7 +45,9 @@ HANDLED_EVENT_TYPES = frozenset(
     {
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
+        "payment_intent.canceled",
         "setup_intent.succeeded",
+        "setup_intent.setup_failed",
         "invoice.paid",
         "invoice.payment_failed",
         "customer.subscription.created",
@@ -53,6 +55,10 @@ HANDLED_EVENT_TYPES = frozenset(
         "customer.subscription.deleted",
         "checkout.session.completed",
         "charge.refunded",
+        "charge.refund.updated",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
     }
 )
 # Stripe's own default: a signature older than five minutes is a replay.

@@ -204,3 +204,64 @@ def test_rolled_secret_signs_with_both_until_the_old_one_expires(emu, client):
             )
     finally:
         receiver.close()
+
+
+# ---------------------------------------------------------------------- disputes, failed refunds
+
+
+def _event_types(emu):
+    return [e["type"] for e in emu.events()]
+
+
+@pytest.mark.emulator_only("Stripe opens and decides test disputes asynchronously")
+def test_dispute_card_opens_a_dispute_that_the_network_decides(emu, client):
+    pi = client.v1.payment_intents.create(
+        params={
+            **CARDS_ONLY,
+            "amount": 2900,
+            "currency": "usd",
+            "payment_method": "pm_card_createDispute",
+            "confirm": True,
+        }
+    )
+    assert pi.status == "succeeded"
+    assert client.v1.charges.retrieve(pi.latest_charge).disputed is True
+    created = emu.events(type="charge.dispute.created")
+    assert len(created) == 1
+    assert client.v1.events.retrieve(created[0]["id"]).data.object.status == "needs_response"
+    closed = emu.close_dispute(created[0]["object_id"], "lost")
+    assert closed["status"] == "lost"
+    event = client.v1.events.retrieve(emu.events(type="charge.dispute.closed")[0]["id"])
+    assert event.data.object.status == "lost" and event.data.object.payment_intent == pi.id
+
+
+@pytest.mark.emulator_only("Stripe fails a test refund asynchronously")
+def test_refund_of_the_refund_fail_card_fails_after_creation(emu, client):
+    pi = client.v1.payment_intents.create(
+        params={
+            **CARDS_ONLY,
+            "amount": 2900,
+            "currency": "usd",
+            "payment_method": "pm_card_refundFail",
+            "confirm": True,
+        }
+    )
+    refund = client.v1.refunds.create(params={"payment_intent": pi.id})
+    assert client.v1.refunds.retrieve(refund.id).status == "failed"
+    charge = client.v1.charges.retrieve(pi.latest_charge)
+    assert charge.amount_refunded == 0 and charge.refunded is False
+    updated = emu.events(type="charge.refund.updated")
+    assert len(updated) == 1
+    assert client.v1.events.retrieve(updated[0]["id"]).data.object.status == "failed"
+
+
+def test_canceled_intent_and_failed_setup_emit_their_events(emu, client):
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    client.v1.payment_intents.cancel(pi.id)
+    si = client.v1.setup_intents.create(params=CARDS_ONLY)
+    with pytest.raises(stripe.CardError):
+        client.v1.setup_intents.confirm(
+            si.id, params={"payment_method": "pm_card_visa_chargeDeclined"}
+        )
+    types = _event_types(emu)
+    assert "payment_intent.canceled" in types and "setup_intent.setup_failed" in types

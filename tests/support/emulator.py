@@ -228,6 +228,10 @@ class EmulatorProcess:
             body["secret"] = secret
         return self._call("POST", f"/_emulator/webhook_endpoints/{endpoint_id}/roll", body)
 
+    def close_dispute(self, dispute_id: str, outcome: str) -> dict:
+        """The card network decides a dispute: "won" or "lost"."""
+        return self._call("POST", f"/_emulator/disputes/{dispute_id}/close", {"outcome": outcome})
+
     def authenticate(self, kind: str, obj_id: str, outcome: str = "succeed") -> dict:
         """Finish 3-D Secure: kind is "payment_intent(s)" or "setup_intent(s)"."""
         kind = kind if kind.endswith("s") else kind + "s"
