@@ -22,6 +22,11 @@ from prometheus_client import (
 REQUESTS = Counter(
     "billingos_http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"]
 )
+STRIPE_EVENT_VERSION_MISMATCH = Counter(
+    "billingos_stripe_event_api_version_mismatch_total",
+    "Stripe events rendered in another API version than ours; their object was re-fetched",
+    ["api_version"],
+)
 LATENCY = Histogram(
     "billingos_http_request_seconds",
     "Time to answer an HTTP request",

@@ -585,6 +585,27 @@ class StripeGateway:
             )
         )
 
+    # ------------------------------------------------------------------ any object, by type
+
+    def retrieve_object(self, object_type: str, stripe_id: str) -> stripe.StripeObject | None:
+        """An event's `data.object` fetched again at our pinned API version, for the object
+        types BillingOS reads; None for any other type."""
+        services: dict[str, Any] = {
+            "payment_intent": self.client.v1.payment_intents,
+            "setup_intent": self.client.v1.setup_intents,
+            "subscription": self.client.v1.subscriptions,
+            "invoice": self.client.v1.invoices,
+            "charge": self.client.v1.charges,
+            "refund": self.client.v1.refunds,
+            "dispute": self.client.v1.disputes,
+            "checkout.session": self.client.v1.checkout.sessions,
+        }
+        service = services.get(object_type)
+        if service is None:
+            return None
+        found: stripe.StripeObject = self._call(lambda: service.retrieve(stripe_id))
+        return found
+
     # ------------------------------------------------------------------ refunds
 
     def retrieve_charge(self, stripe_charge_id: str) -> stripe.Charge:

@@ -292,6 +292,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "payment_intent charge amount reason metadata",
     ),
     _op("refunds.retrieve", "GET", "/v1/refunds/{id}", "RefundRetrieveParams"),
+    _op("disputes.retrieve", "GET", "/v1/disputes/{id}", "DisputeRetrieveParams"),
     # billing portal
     _op(
         "billing_portal_sessions.create",

@@ -358,6 +358,9 @@ class PaymentIntents(PaymentMethods):
         self.emit("charge.refund.updated", refund, {"status": "succeeded"})
         self.emit("refund.failed", refund, {"status": "succeeded"})
 
+    def op_disputes_retrieve(self, dispute_id: str | None, params: Params) -> StripeObject:
+        return self._require("dispute", dispute_id, "dispute")
+
     def close_dispute(self, dispute_id: str, outcome: object) -> StripeObject:
         """Control API: the card network decides a dispute (`won` or `lost`)."""
         dispute = self._require("dispute", dispute_id, "dispute")

@@ -417,7 +417,12 @@ class App:
             return _json(200, {"reset": True})
         if route == "webhook_endpoints":
             if method == "POST":
-                ep = disp.add_endpoint(data["url"], data.get("secret"), data.get("enabled_events"))
+                ep = disp.add_endpoint(
+                    data["url"],
+                    data.get("secret"),
+                    data.get("enabled_events"),
+                    api_version=data.get("api_version"),
+                )
                 return _json(200, ep.public())
             if method == "DELETE":
                 disp.remove_endpoints(data.get("id") or q.get("id"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import random
 import secrets
 import ssl
@@ -17,6 +18,28 @@ from urllib.parse import urlsplit
 from .core import EventRecord
 
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
+
+
+# The API version that moved an invoice's `subscription` to `parent.subscription_details`.
+BASIL = "2025-03-31"
+
+
+def render_for_version(payload: str, api_version: str | None) -> str:
+    """An event as an endpoint pinned to `api_version` receives it.
+
+    Stripe renders each event in the endpoint's API version. The emulator serves one shape,
+    so an older endpoint gets that shape with its `api_version`, and — the difference that
+    matters most — an invoice from before basil: a top-level `subscription`, no `parent`.
+    """
+    event = json.loads(payload)
+    if not api_version or api_version == event["api_version"]:
+        return payload
+    event["api_version"] = api_version
+    obj = event["data"]["object"]
+    if api_version[:10] < BASIL and obj.get("object") == "invoice":
+        details = (obj.pop("parent", None) or {}).get("subscription_details") or {}
+        obj["subscription"] = details.get("subscription")
+    return json.dumps(event)
 
 
 # Stripe keeps a rolled secret valid for at most this long (24 h).
@@ -43,6 +66,8 @@ class Endpoint:
     # After a roll, the old secret still signs (a second `v1=`) until it expires (wall clock).
     previous_secret: str | None = None
     previous_expires_at: float | None = None
+    # The endpoint's API version (Stripe renders its events in it); None: the emulator's.
+    api_version: str | None = None
 
     def signing_secrets(self) -> list[str]:
         expires = self.previous_expires_at
@@ -70,6 +95,7 @@ class Endpoint:
             "enabled_events": self.enabled_events,
             "permanent": self.permanent,
             "previous_secret_expires_at": self.previous_expires_at,
+            "api_version": self.api_version,
         }
 
 
@@ -138,6 +164,7 @@ class Dispatcher:
         secret: str | None = None,
         enabled_events: list[str] | None = None,
         permanent: bool = False,
+        api_version: str | None = None,
     ) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -148,6 +175,7 @@ class Dispatcher:
             secret=secret or "whsec_" + secrets.token_hex(24),
             enabled_events=list(enabled_events or ["*"]),
             permanent=permanent,
+            api_version=api_version,
         )
         self.endpoints.append(ep)
         return ep
@@ -255,7 +283,7 @@ class Dispatcher:
                 d.attempts.append({"at": time.time(), "status": None, "error": repr(exc)})
 
     async def _attempt(self, d: Delivery) -> None:
-        payload = d.record.payload
+        payload = render_for_version(d.record.payload, d.endpoint.api_version)
         header = sign(payload, d.endpoint.signing_secrets())
         started = time.time()
         status, error = None, None

@@ -28,11 +28,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
-from app import stripe_sync
+from app import settings_of, stripe_sync
 from app.entitlements.service import recompute_entitlements
+from app.metrics import STRIPE_EVENT_VERSION_MISMATCH
 from app.stripe_gateway import CHECKOUT_METADATA, get_gateway
 from models import CheckoutSession, PaymentIntent, Subscription
 from models.base import utcnow
@@ -410,6 +412,34 @@ def handle_checkout_session_completed(session: Session, event: dict[str, Any]) -
     if not applied:
         return _not_ours("Checkout Session", checkout.get("id"))
     return None
+
+
+# ---------------------------------------------------------------------------- API versions
+
+
+def at_our_version(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its `data.object` in the API version the gateway pins.
+
+    Stripe renders an event in the endpoint's API version, which need not be ours (an endpoint
+    created in the Dashboard, or not yet upgraded); older shapes lack fields we read — an
+    invoice's `parent.subscription_details` exists only since 2025-03-31. Such an event is not
+    dropped: its object is fetched again at our version, and the event is counted on
+    `billingos_stripe_event_api_version_mismatch_total`.
+    """
+    version = event.get("api_version")
+    ours = settings_of(current_app).stripe_api_version
+    if not version or version == ours:
+        return event
+    obj = _object(event)
+    STRIPE_EVENT_VERSION_MISMATCH.labels(str(version)[:40]).inc()
+    fetched = (
+        get_gateway().retrieve_object(str(obj.get("object")), str(obj["id"]))
+        if obj.get("id")
+        else None
+    )
+    if fetched is None:
+        return event
+    return {**event, "api_version": ours, "data": {**event["data"], "object": fetched.to_dict()}}
 
 
 HANDLERS: dict[str, Handler] = {

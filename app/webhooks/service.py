@@ -266,7 +266,7 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     after a worker died, the sweeper); the handler's writes and the `processed` mark share one
     transaction, so either both commit or neither does and the event is tried again.
     """
-    from app.webhooks.handlers import HANDLERS
+    from app.webhooks.handlers import HANDLERS, at_our_version
 
     with db.transaction() as session:
         row = _lock_event(session, stripe_event_id)
@@ -278,7 +278,7 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
         if handler is None:
             row.status = IGNORED
             return ProcessingResult("ignored")
-        note = handler(session, row.payload)
+        note = handler(session, at_our_version(row.payload))
         row.status = PROCESSED
         row.attempts += 1
         row.processed_at = utcnow()

@@ -265,3 +265,25 @@ def test_canceled_intent_and_failed_setup_emit_their_events(emu, client):
         )
     types = _event_types(emu)
     assert "payment_intent.canceled" in types and "setup_intent.setup_failed" in types
+
+
+# ---------------------------------------------------------------------- endpoint API versions
+
+
+@pytest.mark.emulator_only("needs a webhook receiver registered with the emulator")
+def test_events_are_rendered_in_the_endpoints_api_version(emu, client, plan):
+    from tests.support.emulator import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    try:
+        emu.register_webhook(receiver.url, "whsec_old_endpoint", api_version="2025-02-24.acacia")
+        sub = _subscription(client, plan, payment_settings={"payment_method_types": ["card"]})
+        got = receiver.wait_for(lambda r: any(x["event"]["type"] == "invoice.created" for x in r))
+        invoice_event = next(x["event"] for x in got if x["event"]["type"] == "invoice.created")
+        assert invoice_event["api_version"] == "2025-02-24.acacia"
+        invoice = invoice_event["data"]["object"]
+        assert invoice["subscription"] == sub.id and "parent" not in invoice
+        # The API itself answers in the requested (pinned) version.
+        assert client.v1.invoices.retrieve(invoice["id"]).parent is not None
+    finally:
+        receiver.close()

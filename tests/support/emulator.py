@@ -210,9 +210,15 @@ class EmulatorProcess:
         self._call("POST", "/_emulator/webhooks/resume", {})
 
     def register_webhook(
-        self, url: str, secret: str | None = None, enabled_events: list[str] | None = None
+        self,
+        url: str,
+        secret: str | None = None,
+        enabled_events: list[str] | None = None,
+        api_version: str | None = None,
     ) -> dict:
         body: dict[str, Any] = {"url": url}
+        if api_version:
+            body["api_version"] = api_version
         if secret:
             body["secret"] = secret
         if enabled_events:
