@@ -61,6 +61,11 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS,
         "schedule": 6 * 3600.0,
     },
+    # Events Stripe could not deliver (or never sent), listed from Stripe and stored.
+    "backfill-stripe-events": {
+        "task": jobs.MAINTENANCE_BACKFILL_STRIPE_EVENTS,
+        "schedule": 300.0,
+    },
     # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
     # incomplete subscription in Stripe and mark it expired.
     "expire-overdue-checkouts": {

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import stripe
 from stripe.params import (
     CustomerCreateParams,
+    EventListParams,
     PaymentIntentCancelParams,
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
@@ -605,6 +606,28 @@ class StripeGateway:
             return None
         found: stripe.StripeObject = self._call(lambda: service.retrieve(stripe_id))
         return found
+
+    # ------------------------------------------------------------------ events
+
+    def list_events(
+        self,
+        *,
+        created_gte: int,
+        created_lte: int | None = None,
+        delivery_success: bool | None = None,
+        starting_after: str | None = None,
+        limit: int = 100,
+    ) -> stripe.ListObject[stripe.Event]:
+        """One page (newest first) of the events Stripe holds (it keeps them 30 days)."""
+        created: dict[str, int] = {"gte": created_gte}
+        if created_lte is not None:
+            created["lte"] = created_lte
+        params: EventListParams = {"created": created, "limit": limit}  # type: ignore[typeddict-item]
+        if delivery_success is not None:
+            params["delivery_success"] = delivery_success
+        if starting_after:
+            params["starting_after"] = starting_after
+        return self._call(lambda: self.client.v1.events.list(params=params))
 
     # ------------------------------------------------------------------ refunds
 

@@ -5,6 +5,8 @@
 - `maintenance.reconcile_stuck_checkouts`: checkouts left in `processing`/`requires_action`
   are handed to `checkout.reconcile`, which asks Stripe, so a webhook that never comes still
   ends them in their true state.
+- `maintenance.backfill_stripe_events`: events Stripe holds but never delivered (it gave up,
+  or no endpoint listened) are listed from Stripe and stored in the inbox like a delivery.
 - `maintenance.prune_processed_events`: processed and ignored inbox rows older than 30 days are
   deleted (Stripe itself only keeps events for 30 days).
 
@@ -19,7 +21,8 @@ from celery import shared_task
 
 from app import jobs
 from app.db import db
-from app.webhooks import reconciliation, service
+from app.stripe_gateway import TransientStripeError
+from app.webhooks import backfill, reconciliation, service
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +68,13 @@ def prune_processed_events(older_than_days: int = service.RETENTION_DAYS) -> int
         total += deleted
         if deleted < PRUNE_BATCH_SIZE:
             return total
+
+
+@shared_task(
+    name=jobs.MAINTENANCE_BACKFILL_STRIPE_EVENTS,
+    autoretry_for=(TransientStripeError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def backfill_stripe_events() -> int:
+    return len(backfill.backfill_events())

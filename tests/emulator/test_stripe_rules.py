@@ -287,3 +287,26 @@ def test_events_are_rendered_in_the_endpoints_api_version(emu, client, plan):
         assert client.v1.invoices.retrieve(invoice["id"]).parent is not None
     finally:
         receiver.close()
+
+
+# ---------------------------------------------------------------------- listing events
+
+
+def test_events_list_filters_by_delivery_and_created_window(emu, client):
+    from tests.support.emulator import WebhookReceiver
+
+    failing = WebhookReceiver(fail_first=10_000)
+    try:
+        emu.register_webhook(failing.url, "whsec_failing")
+        first = client.v1.customers.create()
+        emu.advance_clock(120)
+        client.v1.customers.create()
+        failing.wait_for(lambda r: len(r) >= 2)
+        undelivered = client.v1.events.list(params={"delivery_success": False}).data
+        assert {e.type for e in undelivered} == {"customer.created"}
+        assert client.v1.events.list(params={"delivery_success": True}).data == []
+        created = client.v1.events.list(params={"type": "customer.created"}).data[-1].created
+        window = client.v1.events.list(params={"created": {"lte": created + 60}}).data
+        assert [e.data.object.id for e in window] == [first.id]
+    finally:
+        failing.close()
