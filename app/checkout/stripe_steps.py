@@ -43,6 +43,7 @@ from app.stripe_sync import (
     as_dict,
     move_checkout,
 )
+from app.subscriptions.trials import had_trial
 from models import CheckoutSession, Customer, PaymentIntent
 from models.base import utcnow
 from models.checkout import EXPIRED, FAILED, OPEN, PENDING, PROCESSING
@@ -118,7 +119,12 @@ def prepare_checkout(checkout_id: uuid.UUID) -> None:
             amount=checkout.amount,
             currency=checkout.currency,
             recurring=price.is_recurring,
-            trial_period_days=price.trial_period_days,
+            # A second trial of the same product is not given: the first period is billed.
+            trial_period_days=(
+                None
+                if had_trial(session, checkout.customer_id, checkout.product_id)
+                else price.trial_period_days
+            ),
             receipt_email=checkout.customer_email,
             product_name=checkout.product.name,
         )

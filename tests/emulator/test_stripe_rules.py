@@ -310,3 +310,30 @@ def test_events_list_filters_by_delivery_and_created_window(emu, client):
         assert [e.data.object.id for e in window] == [first.id]
     finally:
         failing.close()
+
+
+# ---------------------------------------------------------------------- trials without a card
+
+
+@pytest.mark.emulator_only("moves the emulator's clock past the trial")
+@pytest.mark.parametrize(
+    "behavior,status",
+    [("cancel", "canceled"), ("pause", "paused"), ("create_invoice", "past_due")],
+)
+def test_trial_end_without_a_card_follows_missing_payment_method(
+    emu, client, plan, behavior, status
+):
+    cus, price = plan
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": cus.id,
+            "items": [{"price": price.id}],
+            "trial_period_days": 7,
+            "trial_settings": {"end_behavior": {"missing_payment_method": behavior}},
+        }
+    )
+    assert sub.trial_settings.end_behavior.missing_payment_method == behavior
+    emu.advance_clock(8 * 86400)
+    assert client.v1.subscriptions.retrieve(sub.id).status == status
+    emu.advance_clock(40 * 86400)  # nothing more happens to a paused or canceled trial
+    assert client.v1.subscriptions.retrieve(sub.id).status in (status, "unpaid")
