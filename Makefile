@@ -7,7 +7,7 @@ PY := $(BIN)/python
 export FLASK_APP := app:create_app
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup run test lint format migrate bench chaos fuzz clean
+.PHONY: setup run test test-stripe lint format migrate bench chaos fuzz clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ run: migrate
 ## test: the whole suite against real Postgres and Redis (its own database and Redis db)
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## test-stripe: the Stripe contract suite (tests/gateway, the emulator's Stripe-rule cases)
+##              against Stripe test mode when STRIPE_SECRET_KEY=sk_test_… is set (and
+##              STRIPE_API_BASE is not), against the emulator otherwise
+test-stripe: setup
+	BILLINGOS_STRIPE_CONTRACT=1 $(PY) -m pytest tests/gateway tests/emulator/test_stripe_rules.py $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check), mypy, and the import layers (lint-imports; contracts in
 ##       pyproject.toml)

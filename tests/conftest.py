@@ -14,17 +14,22 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.support.stripe_target import RealStripe, real_stripe_key
+
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/billingos_test"
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# `make test-stripe` with a Stripe test key: the contract tests talk to Stripe itself.
+REAL_STRIPE_KEY = real_stripe_key()
 
 # Subprocesses started by tests (workers, gunicorn, the CLI) inherit these.
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.setdefault("BILLINGOS_ENV", "test")
-os.environ["STRIPE_SECRET_KEY"] = "sk_test_billingos"
+os.environ["STRIPE_SECRET_KEY"] = REAL_STRIPE_KEY or "sk_test_billingos"
 os.environ["STRIPE_PUBLISHABLE_KEY"] = "pk_test_billingos"
 os.environ["STRIPE_WEBHOOK_SECRET"] = "whsec_test_billingos"
 
@@ -35,6 +40,12 @@ def pytest_configure(config):
         "emulator_only(reason): asserts emulator behaviour that real Stripe cannot be driven "
         "into from a test (skipped by `make test-stripe` against Stripe test mode)",
     )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("emulator_only")
+    if REAL_STRIPE_KEY and marker is not None:
+        pytest.skip(f"emulator only: {marker.args[0] if marker.args else 'control API'}")
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +62,9 @@ def _emulator_process():  # type: ignore[no-untyped-def]
     """One Stripe emulator for the session; the app (and every worker) talks to it."""
     from tests.support.emulator import EmulatorProcess
 
+    if REAL_STRIPE_KEY:
+        yield RealStripe(REAL_STRIPE_KEY)
+        return
     emulator = EmulatorProcess().start()
     os.environ["STRIPE_API_BASE"] = emulator.url
     yield emulator
