@@ -190,6 +190,11 @@ def payment_intent_id_from_client_secret(client_secret: str) -> str:
     return client_secret.split("_secret_", 1)[0]
 
 
+def prepare_key(checkout_id: uuid.UUID) -> str:
+    """The key of the intent (or subscription) a checkout creates."""
+    return f"checkout:{checkout_id}:prepare"
+
+
 def customer_create_key(customer_id: uuid.UUID) -> str:
     """Derived from the customer, not the checkout: two concurrent checkouts of the same buyer
     send the same request and get the same Stripe customer."""
@@ -397,6 +402,7 @@ class StripeGateway:
     def create_payment_intent(
         self,
         *,
+        idempotency_key: str | None = None,
         checkout_id: uuid.UUID,
         organization_id: uuid.UUID,
         stripe_customer_id: str,
@@ -421,7 +427,8 @@ class StripeGateway:
             params["receipt_email"] = receipt_email
         return self._call(
             lambda: self.client.v1.payment_intents.create(
-                params=params, options={"idempotency_key": f"checkout:{checkout_id}:prepare"}
+                params=params,
+                options={"idempotency_key": idempotency_key or prepare_key(checkout_id)},
             )
         )
 
@@ -493,6 +500,7 @@ class StripeGateway:
     def create_subscription(
         self,
         *,
+        idempotency_key: str | None = None,
         checkout_id: uuid.UUID,
         organization_id: uuid.UUID,
         stripe_customer_id: str,
@@ -525,7 +533,8 @@ class StripeGateway:
             params["expand"] = ["latest_invoice.confirmation_secret"]
         return self._call(
             lambda: self.client.v1.subscriptions.create(
-                params=params, options={"idempotency_key": f"checkout:{checkout_id}:prepare"}
+                params=params,
+                options={"idempotency_key": idempotency_key or prepare_key(checkout_id)},
             )
         )
 

@@ -32,6 +32,7 @@ from app.stripe_gateway import (
     customer_create_key,
     get_gateway,
     payment_intent_id_from_client_secret,
+    prepare_key,
 )
 from app.stripe_keys import with_renewable_key
 from app.stripe_sync import (
@@ -178,14 +179,18 @@ def ensure_stripe_customer(customer_id: uuid.UUID) -> str:
 
 def _prepare_payment(job: _PrepareInput, stripe_customer_id: str) -> None:
     gateway = get_gateway()
-    payment_intent = gateway.create_payment_intent(
-        checkout_id=job.checkout_id,
-        organization_id=job.organization_id,
-        stripe_customer_id=stripe_customer_id,
-        amount=job.amount,
-        currency=job.currency,
-        description=job.product_name,
-        receipt_email=job.receipt_email,
+    payment_intent = with_renewable_key(
+        prepare_key(job.checkout_id),
+        lambda key: gateway.create_payment_intent(
+            idempotency_key=key,
+            checkout_id=job.checkout_id,
+            organization_id=job.organization_id,
+            stripe_customer_id=stripe_customer_id,
+            amount=job.amount,
+            currency=job.currency,
+            description=job.product_name,
+            receipt_email=job.receipt_email,
+        ),
     )
     with db.transaction() as session:
         checkout = _lock(session, job.checkout_id)
@@ -206,13 +211,17 @@ def _prepare_payment(job: _PrepareInput, stripe_customer_id: str) -> None:
 
 def _prepare_subscription(job: _PrepareInput, stripe_customer_id: str) -> None:
     stripe_price_id = ensure_stripe_price(job.price_id)
-    subscription = get_gateway().create_subscription(
-        checkout_id=job.checkout_id,
-        organization_id=job.organization_id,
-        stripe_customer_id=stripe_customer_id,
-        stripe_price_id=stripe_price_id,
-        quantity=job.quantity,
-        trial_period_days=job.trial_period_days,
+    subscription = with_renewable_key(
+        prepare_key(job.checkout_id),
+        lambda key: get_gateway().create_subscription(
+            idempotency_key=key,
+            checkout_id=job.checkout_id,
+            organization_id=job.organization_id,
+            stripe_customer_id=stripe_customer_id,
+            stripe_price_id=stripe_price_id,
+            quantity=job.quantity,
+            trial_period_days=job.trial_period_days,
+        ),
     )
     data = as_dict(subscription)
     changes: dict[str, Any] = {"stripe_subscription_id": data["id"]}
@@ -320,23 +329,33 @@ def confirm_checkout(
         payment_intent_id = checkout.stripe_payment_intent_id
         setup_intent_id = checkout.stripe_setup_intent_id
     gateway = get_gateway()
-    key = f"checkout:{checkout_id}:confirm:{confirmation}"
+    # Renewed only after a failure Stripe stored under it (app/stripe_keys.py): a replayed 500
+    # would otherwise fail the buyer's confirmation on every retry.
+    scope = f"checkout:{checkout_id}:confirm:{confirmation}"
     intent: Any = None
     refusal: dict[str, Any] | None = None
     try:
         if intent_type == "setup" and setup_intent_id:
-            intent = gateway.confirm_setup_intent(
-                setup_intent_id,
-                idempotency_key=key,
-                payment_method=payment_method,
-                confirmation_token=confirmation_token,
+            setup_id = setup_intent_id
+            intent = with_renewable_key(
+                scope,
+                lambda key: gateway.confirm_setup_intent(
+                    setup_id,
+                    idempotency_key=key,
+                    payment_method=payment_method,
+                    confirmation_token=confirmation_token,
+                ),
             )
         elif payment_intent_id:
-            intent = gateway.confirm_payment_intent(
-                payment_intent_id,
-                idempotency_key=key,
-                payment_method=payment_method,
-                confirmation_token=confirmation_token,
+            payment_id = payment_intent_id
+            intent = with_renewable_key(
+                scope,
+                lambda key: gateway.confirm_payment_intent(
+                    payment_id,
+                    idempotency_key=key,
+                    payment_method=payment_method,
+                    confirmation_token=confirmation_token,
+                ),
             )
         else:
             refusal = {

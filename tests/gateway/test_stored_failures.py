@@ -6,16 +6,17 @@ keys (`customer:{id}:create`, `price:{id}:mirror`) move to a new generation afte
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from app.catalog.mirror import ensure_stripe_price
-from app.checkout.stripe_steps import ensure_stripe_customer
+from app.checkout.stripe_steps import ensure_stripe_customer, prepare_checkout
 from app.db import db
 from app.stripe_gateway import TransientStripeError
-from models import Customer
+from models import CheckoutSession, Customer
 from tests.factories import Buyer
 from tests.support.billing import Catalog
 
@@ -60,3 +61,20 @@ def test_a_timeout_keeps_the_key(app_context: None, buyer: Buyer, stripe_emulato
     keys = {r["idempotency_key"] for r in stripe_emulator.requests(path="/v1/customers")}
     assert keys == {f"customer:{buyer.customer_id}:create"}
     assert first.startswith("cus_")
+
+
+@pytest.mark.emulator_only("a stored 500 cannot be provoked in Stripe test mode")
+def test_a_stored_500_on_prepare_does_not_fail_the_checkout(
+    client: Any, buyer: Buyer, catalog: Catalog, stripe_emulator: Any
+) -> None:
+    created = client.post(
+        "/v1/checkout/create", json={"price_id": str(catalog.one_time.id)}, headers=buyer.headers
+    )
+    checkout_id = uuid.UUID(created.get_json()["id"])
+    stripe_emulator.set_faults("stored_500", rate=1.0, count=1, paths=["/v1/payment_intents"])
+    with pytest.raises(TransientStripeError):
+        prepare_checkout(checkout_id)
+    prepare_checkout(checkout_id)  # the task's retry
+    db.session.remove()
+    checkout = db.session.get(CheckoutSession, checkout_id)
+    assert checkout is not None and checkout.status == "open"
