@@ -30,9 +30,13 @@ migrate: setup
 run: migrate
 	@bash scripts/run_dev.sh
 
-## test: the whole suite against real Postgres and Redis (its own database and Redis db)
+## test: the whole suite against real Postgres and Redis, in TEST_WORKERS pytest processes side by
+##       side (default 2; 0 = one process); each has its own database, redis-server and ports,
+##       so two `make test` on one machine do not meet. Whole files go to one process (loadfile),
+##       so a module's shared server starts once.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-stripe: the Stripe contract suite (tests/gateway, the emulator's Stripe-rule cases)
 ##              against Stripe test mode when STRIPE_SECRET_KEY=sk_test_… is set (and

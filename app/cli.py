@@ -8,6 +8,7 @@ import click
 from sqlalchemy import select
 
 from app.catalog import service as catalog
+from app.catalog.demo import DEMO_PRODUCTS
 from app.catalog.schemas import ProductCreate
 from app.customers.schemas import CustomerIn
 from app.db import db
@@ -16,41 +17,6 @@ from app.session_tokens import service as session_tokens
 from models import Product
 
 DEMO_ORGANIZATION = "BillingOS Demo"
-
-DEMO_PRODUCTS = [
-    {
-        "name": "Pro",
-        "description": "Everything in the app, billed monthly or yearly.",
-        "features": [
-            {"key": "pro", "name": "Pro features"},
-            {"key": "export", "name": "Export"},
-        ],
-        "prices": [
-            {"amount": 1200, "currency": "usd", "interval": "month"},
-            {"amount": 12000, "currency": "usd", "interval": "year"},
-        ],
-    },
-    {
-        "name": "Team (14-day trial)",
-        "description": "Try it free for 14 days, then monthly.",
-        "features": [{"key": "team", "name": "Team workspace"}],
-        "prices": [
-            {"amount": 4900, "currency": "usd", "interval": "month", "trial_period_days": 14}
-        ],
-    },
-    {
-        "name": "Lifetime export pack",
-        "description": "A one-time purchase.",
-        "features": [{"key": "export", "name": "Export"}],
-        "prices": [{"amount": 2900, "currency": "usd"}],
-    },
-    {
-        "name": "Free",
-        "description": "The free plan.",
-        "features": [{"key": "basic", "name": "Basic features"}],
-        "prices": [{"amount": 0, "currency": "usd", "interval": "month"}],
-    },
-]
 
 
 @click.group("billingos")

@@ -44,6 +44,7 @@ from models.checkout import (
     REQUIRES_ACTION,
     SUCCEEDED,
 )
+from models.subscription import ENDED_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ Data = Mapping[str, Any]
 
 # PaymentIntent statuses Stripe never leaves (https://docs.stripe.com/payments/paymentintents/lifecycle).
 FINAL_PAYMENT_INTENT_STATUSES = frozenset({"succeeded", "canceled"})
-# Subscription statuses Stripe never leaves (https://docs.stripe.com/billing/subscriptions/overview).
-FINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 # `cancellation_reason` we send when a checkout expires; a cancellation for any other reason
 # (the merchant's dashboard, Stripe itself) cancels the checkout instead.
 EXPIRY_CANCELLATION_REASON = "abandoned"
@@ -499,7 +498,7 @@ def apply_subscription(
         event_created = None
         now_stamp = max(row.stripe_state_at, now_stamp)
     status = subscription["status"]
-    if row.status in FINAL_SUBSCRIPTION_STATUSES and status != row.status:
+    if row.status in ENDED_STATUSES and status != row.status:
         log.info("subscription %s: ignoring %s after %s", stripe_id, status, row.status)
         return row
     fields = _subscription_fields(session, row, subscription)

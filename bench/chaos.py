@@ -49,10 +49,10 @@ from typing import Any
 import requests
 
 from bench.figures import BenchContext, Durations
-from bench.loadgen import sign_stripe_payload, stripe_event
 from bench.procs import ROOT, Managed, ProcessRegistry, children_of, free_port, wait_for_port
 from bench.results import RESULTS_DIR, machine_info, splice_into
 from bench.stack import Stack, log
+from tests.support.stripe_webhooks import envelope, signature_header
 
 BUDGET_SECONDS = 14 * 60
 
@@ -323,10 +323,10 @@ class ChaosRun:
         )
         deliveries: list[Delivery] = []
         for target in targets:
-            event = stripe_event(
-                f"evt_chaos_{uuid.uuid4().hex[:20]}",
+            event = envelope(
                 "payment_intent.succeeded",
                 target["payment_intent"],
+                event_id=f"evt_chaos_{uuid.uuid4().hex[:20]}",
             )
             target["event_id"] = event["id"]
             deliveries.append(Delivery(0, event["id"], json.dumps(event), False, False))
@@ -336,8 +336,10 @@ class ChaosRun:
             deliveries.append(Delivery(0, original.event_id, original.payload, False, True))
         for decoy in decoys:
             claimed = {**decoy["payment_intent"], "status": "succeeded"}
-            event = stripe_event(
-                f"evt_tampered_{uuid.uuid4().hex[:16]}", "payment_intent.succeeded", claimed
+            event = envelope(
+                "payment_intent.succeeded",
+                claimed,
+                event_id=f"evt_tampered_{uuid.uuid4().hex[:16]}",
             )
             decoy["event_id"] = event["id"]
             deliveries.append(Delivery(0, event["id"], json.dumps(event), True, False))
@@ -350,7 +352,7 @@ class ChaosRun:
         url = f"http://127.0.0.1:{self.web_port}/stripe/webhooks"
 
         def post() -> requests.Response:
-            header = sign_stripe_payload(delivery.payload, self.stack.webhook_secret)
+            header = signature_header(delivery.payload, self.stack.webhook_secret)
             if delivery.tampered:
                 # Same length, different MAC: what an attacker without the secret can do.
                 t, v1 = header.split(",v1=")

@@ -18,8 +18,6 @@ The harness calls `run_load(spec, processes=N)`, which starts N children and mer
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import os
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.procs import ROOT
+from tests.support.stripe_webhooks import envelope, signature_header
 
 LATENCY_SAMPLE_CAP = 200_000  # per child, so a long saturation run cannot exhaust memory
 
@@ -48,30 +47,6 @@ def _request_bytes(
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def sign_stripe_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
-    """`Stripe-Signature` for `payload` (https://docs.stripe.com/webhooks#verify-manually)."""
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
-def stripe_event(
-    event_id: str, event_type: str, obj: dict[str, Any], api_version: str | None = None
-) -> dict[str, Any]:
-    """A Stripe event envelope (https://docs.stripe.com/api/events/object)."""
-    return {
-        "id": event_id,
-        "object": "event",
-        "api_version": api_version or "2026-10-28.endive",
-        "created": int(time.time()),
-        "data": {"object": obj},
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": event_type,
-    }
 
 
 def make_factory(spec: dict[str, Any], host: str, child: int, children: int) -> Iterator[bytes]:
@@ -114,11 +89,11 @@ def _webhook_requests(req: dict[str, Any], host: str, child: int, children: int)
             obj = mine[seq]
         else:
             obj = {**template, "id": f"{template['id']}_{child}_{seq}"}
-        event = stripe_event(f"evt_{prefix}_{child}_{seq}", req["event_type"], obj)
+        event = envelope(req["event_type"], obj, event_id=f"evt_{prefix}_{child}_{seq}")
         payload = json.dumps(event, separators=(",", ":"))
         headers = {
             "Content-Type": "application/json",
-            "Stripe-Signature": sign_stripe_payload(payload, secret),
+            "Stripe-Signature": signature_header(payload, secret),
         }
         yield _request_bytes(
             "POST", req.get("path", "/stripe/webhooks"), host, headers, payload.encode()

@@ -23,15 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+# One free_port for the harnesses and the tests.
+from tests.support.processes import free_port as free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel picks it; never a fixed port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_nofile_limit(target: int = 20_000) -> None:
@@ -148,7 +144,14 @@ class ProcessRegistry:
     """Starts processes and guarantees they are gone when the harness exits, however it exits."""
 
     def __init__(self, label: str) -> None:
-        self.log_dir = Path(tempfile.mkdtemp(prefix=f"billingos-{label}-"))
+        self.keep_logs = os.environ.get("BENCH_KEEP_LOGS") == "1"
+        # Logs kept on request are raw material: next to the results, in the ignored tmp/.
+        keep_dir = ROOT / "bench" / "results" / "tmp"
+        if self.keep_logs:
+            keep_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = Path(
+            tempfile.mkdtemp(prefix=f"billingos-{label}-", dir=keep_dir if self.keep_logs else None)
+        )
         self.processes: list[Managed] = []
         self.cleanups: list[Callable[[], None]] = []
         self._closed = False
@@ -191,7 +194,7 @@ class ProcessRegistry:
                 cleanup()
             except Exception as exc:  # a failed cleanup must not hide the others
                 print(f"[harness] cleanup failed: {exc}", flush=True)
-        if os.environ.get("BENCH_KEEP_LOGS") != "1":
+        if not self.keep_logs:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
 

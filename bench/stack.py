@@ -23,11 +23,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg2
-from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
 from bench.procs import ROOT, VENV_BIN, Managed, ProcessRegistry, free_port, wait_for_port
+from tests.support.database import drop_database, recreate_database
 
 WEBHOOK_SECRET = "whsec_bench_" + "0" * 8  # replaced per run in Stack.__init__
 STRIPE_KEY = "sk_test_billingos_bench"
@@ -72,42 +71,6 @@ def http(
     except ValueError:
         parsed = payload.decode(errors="replace")
     return HttpAnswer(status, parsed, hdrs)
-
-
-def recreate_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = psycopg2.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        dbname="postgres",
-    )
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        name = sql.Identifier(parsed.database)
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    admin.close()
-
-
-def drop_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = psycopg2.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        dbname="postgres",
-    )
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(parsed.database)
-            )
-        )
-    admin.close()
 
 
 def migrate(url: str) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, IdMixin, TimestampMixin, utcnow
+from models.base import Base, IdMixin, TimestampMixin, sql_in_list, utcnow
 from models.catalog import Product, ProductPrice
 from models.customer import Customer
 
@@ -70,14 +70,10 @@ class IllegalTransition(Exception):
         self.requested = requested
 
 
-def _status_list(statuses: tuple[str, ...]) -> str:
-    return ", ".join(f"'{s}'" for s in statuses)
-
-
 class CheckoutSession(IdMixin, TimestampMixin, Base):
     __tablename__ = "checkout_sessions"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_status_list(STATUSES)})", "status_known"),
+        CheckConstraint(f"status IN ({sql_in_list(STATUSES)})", "status_known"),
         CheckConstraint(
             "intent_type IS NULL OR intent_type IN ('payment', 'setup')", "intent_type"
         ),
@@ -90,7 +86,7 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
             "customer_id",
             "idempotency_key",
             unique=True,
-            postgresql_where=text(f"status IN ({_status_list(KEY_HOLDING_STATUSES)})"),
+            postgresql_where=text(f"status IN ({sql_in_list(KEY_HOLDING_STATUSES)})"),
         ),
         Index("ix_checkout_sessions_status_expires_at", "status", "expires_at"),
         Index("ix_checkout_sessions_organization_id_created_at", "organization_id", "created_at"),

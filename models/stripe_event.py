@@ -7,7 +7,7 @@ from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, Strin
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, IdMixin, TimestampMixin, utcnow
+from models.base import Base, IdMixin, TimestampMixin, sql_in_list, utcnow
 
 PENDING = "pending"
 PROCESSED = "processed"
@@ -21,9 +21,7 @@ class StripeEvent(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "stripe_events"
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", "status_known"
-        ),
+        CheckConstraint(f"status IN ({sql_in_list(STATUSES)})", "status_known"),
         Index("ix_stripe_events_status_received_at", "status", "received_at"),
     )
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     Boolean,
@@ -19,11 +19,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.base import Base, IdMixin, TimestampMixin
+from models.base import Base, IdMixin, TimestampMixin, sql_in_list
 from models.catalog import Product, ProductPrice
 
 # Stripe's subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status).
-STATUSES = (
+SubscriptionStatus = Literal[
     "incomplete",
     "incomplete_expired",
     "trialing",
@@ -32,25 +32,27 @@ STATUSES = (
     "canceled",
     "unpaid",
     "paused",
-)
+]
+STATUSES: tuple[str, ...] = get_args(SubscriptionStatus)
 # Statuses that grant the product's features.
 ENTITLING_STATUSES = frozenset({"trialing", "active", "past_due"})
 # A customer holds at most one subscription per product in these statuses.
 LIVE_STATUSES = ("trialing", "active", "past_due", "unpaid")
+# Statuses Stripe never leaves (https://docs.stripe.com/billing/subscriptions/overview): the
+# subscription is over for good, nothing is left to cancel or update.
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 class Subscription(IdMixin, TimestampMixin, Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", "status_known"
-        ),
+        CheckConstraint(f"status IN ({sql_in_list(STATUSES)})", "status_known"),
         Index(
             "uq_subscriptions_customer_id_product_id_live",
             "customer_id",
             "product_id",
             unique=True,
-            postgresql_where=text("status IN (" + ", ".join(f"'{s}'" for s in LIVE_STATUSES) + ")"),
+            postgresql_where=text(f"status IN ({sql_in_list(LIVE_STATUSES)})"),
         ),
     )
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
@@ -11,7 +14,10 @@ from sqlalchemy.engine import make_url
 from app.config import Settings, normalize_database_url
 
 
-def ensure_database(url: str) -> bool:
+@contextmanager
+def admin_connection(url: str) -> Iterator[Any]:
+    """An autocommit connection to the `postgres` database of `url`'s server, to create or drop
+    `url`'s database (which cannot be done from inside it)."""
     parsed = make_url(normalize_database_url(url))
     admin = psycopg2.connect(
         host=parsed.host or "127.0.0.1",
@@ -22,14 +28,19 @@ def ensure_database(url: str) -> bool:
     )
     admin.autocommit = True
     try:
-        with admin.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
-            if cur.fetchone():
-                return False
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parsed.database)))
-            return True
+        yield admin
     finally:
         admin.close()
+
+
+def ensure_database(url: str) -> bool:
+    name = make_url(normalize_database_url(url)).database
+    with admin_connection(url) as admin, admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if cur.fetchone():
+            return False
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from celery import Task, shared_task
 
 from app import jobs
 from app.catalog import mirror
-from tasks.checkout import BACKOFF_MAX_SECONDS, TRANSIENT_ERRORS
+from tasks.checkout import BACKOFF_MAX_SECONDS
+from tasks.transient import TRANSIENT_ERRORS
 
 # A product that cannot be mirrored now is mirrored lazily by its first checkout, so a bounded
 # number of retries is enough.

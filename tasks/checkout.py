@@ -17,12 +17,11 @@ import uuid
 from typing import Any
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import jobs
 from app.checkout import refunds, stripe_steps
-from app.stripe_gateway import TransientStripeError
+from tasks.transient import TRANSIENT_ERRORS, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +29,6 @@ log = logging.getLogger(__name__)
 # visibility timeout, see celeryconfig.py).
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientStripeError,
-    OperationalError,
-    SoftTimeLimitExceeded,
-)
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, TRANSIENT_ERRORS):
-        return True
-    # psycopg2 reports a dropped connection as InterfaceError, which SQLAlchemy flags.
-    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def backoff(attempt: int) -> float:

@@ -18,32 +18,19 @@ import logging
 import random
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app import jobs
-from app.stripe_gateway import TransientStripeError
 from app.webhooks import service
+from tasks.transient import is_transient
 
 log = logging.getLogger(__name__)
 
-# Errors worth another attempt: the same event may well succeed in a few seconds.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientStripeError,
-    # Connection lost, server restarting, deadlock, lock or statement timeout.
-    OperationalError,
-    # Two events about the same new object, processed at once by two workers: the loser of the
-    # unique-index race retries and finds the winner's row.
-    IntegrityError,
-    SoftTimeLimitExceeded,
-)
-
 
 def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, TRANSIENT_ERRORS):
-        return True
-    # psycopg2 reports a dropped connection as InterfaceError, which SQLAlchemy flags.
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    # Beyond every task's transient errors: two events about the same new object, processed at
+    # once by two workers; the loser of the unique-index race retries and finds the winner's row.
+    return is_transient(error, also=(IntegrityError,))
 
 
 @shared_task(

@@ -1,7 +1,9 @@
-"""Shared fixtures: a migrated test database on real Postgres, a Redis db of its own, the app.
+"""Shared fixtures: a migrated test database on real Postgres, a Redis of its own, the app.
 
-`make test` never touches the `make run` data: the database is `billingos_test` and Redis db 15,
-unless TEST_DATABASE_URL / TEST_REDIS_URL say otherwise (to run two suites side by side).
+Every pytest process (the only one, or each `pytest -n N` worker) owns its database, its
+redis-server and its ports, derived from the run and worker ids (tests/support/isolation.py), so
+two suites on one machine never drop each other's data and `make run`'s data is never touched.
+TEST_DATABASE_URL / TEST_REDIS_URL still choose a database / Redis explicitly.
 """
 
 from __future__ import annotations
@@ -14,32 +16,44 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.support.isolation import TestRun, current_redis_url
+from tests.support.processes import PrivateRedis
 from tests.support.stripe_target import RealStripe, real_stripe_key
 
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/billingos_test"
-)
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+RUN = TestRun.current()
+TEST_DATABASE_URL = RUN.database_url()
 
 # `make test-stripe` with a Stripe test key: the contract tests talk to Stripe itself.
 REAL_STRIPE_KEY = real_stripe_key()
 
-# Subprocesses started by tests (workers, gunicorn, the CLI) inherit these.
+# Subprocesses started by tests (workers, gunicorn, the CLI) inherit these; REDIS_URL is set
+# once this process's Redis runs (pytest_configure).
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
-os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.setdefault("BILLINGOS_ENV", "test")
 os.environ["STRIPE_SECRET_KEY"] = REAL_STRIPE_KEY or "sk_test_billingos"
 os.environ["STRIPE_PUBLISHABLE_KEY"] = "pk_test_billingos"
 os.environ["STRIPE_WEBHOOK_SECRET"] = "whsec_test_billingos"
 
+_private_redis: PrivateRedis | None = None
 
-def pytest_configure(config):
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _private_redis
     config.addinivalue_line(
         "markers",
         "emulator_only(reason): asserts emulator behaviour that real Stripe cannot be driven "
         "into from a test (skipped by `make test-stripe` against Stripe test mode)",
     )
+    if getattr(config.option, "dist", "no") != "no" and not RUN.is_xdist_worker:
+        return  # the xdist controller runs no test: its workers start their own Redis
+    url, _private_redis = RUN.start_redis()
+    os.environ["REDIS_URL"] = url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _private_redis is not None:
+        _private_redis.stop()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -49,12 +63,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    from tests.support.database import migrate, recreate_database
+def database_url() -> Iterator[str]:
+    """This process's database, created and migrated for the session and dropped after it."""
+    from tests.support.database import drop_database, migrate, recreate_database
 
     recreate_database(TEST_DATABASE_URL)
     migrate(TEST_DATABASE_URL)
-    return TEST_DATABASE_URL
+    yield TEST_DATABASE_URL
+    from app.db import db
+
+    if db.engine is not None:
+        db.engine.dispose()
+    drop_database(TEST_DATABASE_URL)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +108,7 @@ def app(database_url: str, _emulator_process) -> Flask:  # type: ignore[no-untyp
 
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(TEST_REDIS_URL)
+    return redis.Redis.from_url(current_redis_url())
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +123,7 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     db.session.remove()
     assert db.engine is not None
     truncate_all(db.engine)
-    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    redis.Redis.from_url(current_redis_url()).flushdb()
 
 
 @pytest.fixture()

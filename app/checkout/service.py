@@ -29,7 +29,7 @@ from app.db import db
 from app.errors import ApiError, Conflict, NotFound
 from app.pagination import paginate
 from models import CheckoutSession, Customer, PaymentIntent, Subscription
-from models.base import utcnow
+from models.base import sql_in_list, utcnow
 from models.checkout import (
     CHECKOUT_TTL_SECONDS,
     EXPIRED,
@@ -106,10 +106,6 @@ def _repeat(checkout: CheckoutSession, price_id: str) -> CreatedCheckout:
     return CreatedCheckout(checkout, created=False)
 
 
-def _in_list(values: tuple[str, ...]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
 # The whole create decision in one round trip (it is the SDK's hottest write): the key's live
 # checkout, the price (it and its product active, in the organization), the live-subscription
 # check and the insert. Every CTE reads the statement's one snapshot, in the order the rules
@@ -119,7 +115,7 @@ def _in_list(values: tuple[str, ...]) -> str:
 # requests exactly one inserts; the others get no `inserted_id` and re-read the winner in a new
 # statement (a new snapshot under READ COMMITTED), as before. Plain driver SQL: building and
 # compiling the equivalent ORM statements cost more CPU than the rest of the request.
-_KEY_HOLDING = _in_list(KEY_HOLDING_STATUSES)
+_KEY_HOLDING = sql_in_list(KEY_HOLDING_STATUSES)
 _CREATE_SQL = f"""
 WITH existing AS (
     SELECT id FROM checkout_sessions
@@ -135,7 +131,7 @@ price AS (
 ),
 subscribed AS (
     SELECT 1 FROM subscriptions AS s JOIN price ON s.product_id = price.product_id
-    WHERE s.customer_id = %(customer_id)s::uuid AND s.status IN ({_in_list(LIVE_STATUSES)})
+    WHERE s.customer_id = %(customer_id)s::uuid AND s.status IN ({sql_in_list(LIVE_STATUSES)})
     LIMIT 1
 ),
 inserted AS (

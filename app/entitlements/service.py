@@ -38,7 +38,7 @@ from app.entitlements.cache import CACHE_TTL_SECONDS, EntitlementCache
 from app.entitlements.schemas import EntitlementList, EntitlementOut
 from app.redis_client import get_redis
 from models import Customer, Entitlement
-from models.base import utcnow
+from models.base import sql_in_list, utcnow
 from models.subscription import ENTITLING_STATUSES
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ _LOCK_NAMESPACE = 0x454E54
 # trialing) or its current period ends; a succeeded one-time payment that is not fully refunded
 # (a partial refund is a goodwill discount and keeps the purchase) grants with no end.
 # $1 is the customer id, $2 the transaction's "now".
-_ENTITLING_SQL = ", ".join(f"'{status}'" for status in sorted(ENTITLING_STATUSES))
+_ENTITLING_SQL = sql_in_list(sorted(ENTITLING_STATUSES))
 _WANTED_GRANTS = f"""
 wanted AS (
     SELECT DISTINCT ON (source, feature_id, source_id) *

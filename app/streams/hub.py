@@ -91,10 +91,13 @@ def parse_update(raw: bytes | str) -> Update:
     return Update(message_type, key, version, text, status)
 
 
+def newer_version(version: int | None, than: int | None) -> bool:
+    """Whether `version` supersedes `than`; an unversioned message is always passed on."""
+    return version is None or than is None or version > than
+
+
 def is_newer(update: Update, than: Update | None) -> bool:
-    if than is None or update.version is None or than.version is None:
-        return True
-    return update.version > than.version
+    return than is None or newer_version(update.version, than.version)
 
 
 class Watcher:

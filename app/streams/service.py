@@ -40,7 +40,7 @@ from app.realtime import (
     entitlements_message,
     subscription_message,
 )
-from app.streams.hub import SubscriberHub, Update, Watcher, parse_update
+from app.streams.hub import SubscriberHub, Update, Watcher, newer_version, parse_update
 from app.streams.leases import Lease
 from models import CheckoutSession, Subscription
 from models.base import utcnow
@@ -209,7 +209,7 @@ class StatusStream:
         # (a subscription's, the entitlement list's), so they are never compared across keys.
         for update in updates:
             key = update.key
-            if key not in self._sent or _newer(update.version, self._sent[key]):
+            if key not in self._sent or newer_version(update.version, self._sent[key]):
                 self._sent[key] = update.version
                 yield update
 
@@ -291,11 +291,6 @@ class StatusStream:
                     del reloaded
         finally:
             self.close()
-
-
-def _newer(version: int | None, than: int | None) -> bool:
-    # `is_newer` on versions: an unversioned message is always passed on.
-    return version is None or than is None or version > than
 
 
 def checkout_stream(

@@ -1,23 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from app.api import RequestModel
 from models import Subscription
-
-SubscriptionStatus = Literal[
-    "trialing",
-    "active",
-    "past_due",
-    "canceled",
-    "incomplete",
-    "incomplete_expired",
-    "unpaid",
-    "paused",
-]
+from models.subscription import SubscriptionStatus
 
 
 class SubscriptionOut(BaseModel):

@@ -41,16 +41,13 @@ from app.subscriptions.trials import had_trial
 from models import CheckoutSession, Customer, Subscription
 from models.base import utcnow
 from models.checkout import OPEN, PENDING, PROCESSING, REQUIRES_ACTION
-from models.subscription import LIVE_STATUSES
+from models.subscription import ENDED_STATUSES, LIVE_STATUSES
 
 if TYPE_CHECKING:
     # Annotations only: Stripe is called through the gateway (an import-linter contract).
     import stripe
 
 log = logging.getLogger(__name__)
-
-# Statuses Stripe never leaves: nothing left to cancel.
-ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 class SubscriptionNotFound(NotFound):

@@ -6,7 +6,6 @@ A figure whose feature is absent (an endpoint answers 404, a task never runs) re
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -218,12 +217,3 @@ class BenchContext:
 
 def progress(message: str) -> None:
     log(message)
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

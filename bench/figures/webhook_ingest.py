@@ -15,10 +15,11 @@ from typing import Any
 
 from bench.baseline_webhook_app import BASELINE_QUEUE
 from bench.figures import BenchContext, FeatureMissing, progress
-from bench.loadgen import LoadResult, sign_stripe_payload, stripe_event
+from bench.loadgen import LoadResult
 from bench.results import Figure, not_available
 from bench.stack import http
 from bench.stats import summarize_latencies
+from tests.support.stripe_webhooks import envelope, signature_header
 
 THROUGHPUT = ("webhook_ingest_throughput", "webhook ingest throughput", "events/s")
 THROUGHPUT_GOAL = "≥ 90% of baseline and ≥ 900 events/s"
@@ -46,10 +47,10 @@ def _request(ctx: BenchContext) -> dict[str, Any]:
 
 
 def check_available(ctx: BenchContext) -> None:
-    event = stripe_event(
-        f"evt_probe_{uuid.uuid4().hex[:12]}",
+    event = envelope(
         "payment_intent.succeeded",
         {"id": "pi_probe", "object": "payment_intent", "status": "succeeded", "metadata": {}},
+        event_id=f"evt_probe_{uuid.uuid4().hex[:12]}",
     )
     payload = json.dumps(event)
     answer = http(
@@ -58,7 +59,7 @@ def check_available(ctx: BenchContext) -> None:
         raw=payload.encode(),
         headers={
             "Content-Type": "application/json",
-            "Stripe-Signature": sign_stripe_payload(payload, ctx.stack.webhook_secret),
+            "Stripe-Signature": signature_header(payload, ctx.stack.webhook_secret),
         },
     )
     if answer.status != 200:

@@ -16,10 +16,10 @@ import time
 import uuid
 
 from bench.figures import BenchContext, FeatureMissing, progress
-from bench.loadgen import sign_stripe_payload, stripe_event
 from bench.results import Figure, not_available
 from bench.stats import summarize_latencies
 from bench.wsclient import WsClients, monotonic_ns
+from tests.support.stripe_webhooks import envelope, signature_header
 
 KEY = ("webhook_to_client_p99", "webhook → client p99 (event POST → websocket `succeeded`)", "ms")
 GOAL = "p99 ≤ 100 ms"
@@ -52,15 +52,15 @@ def _measure(ctx: BenchContext) -> Figure:
         progress(f"webhook → client: {samples} checkouts, one at a time")
         conn = http.client.HTTPConnection("127.0.0.1", ctx.web_port, timeout=10)
         for index, checkout in enumerate(checkouts):
-            event = stripe_event(
-                f"evt_w2c_{uuid.uuid4().hex[:16]}",
+            event = envelope(
                 "payment_intent.succeeded",
                 checkout["payment_intent"],
+                event_id=f"evt_w2c_{uuid.uuid4().hex[:16]}",
             )
             payload = json.dumps(event)
             headers = {
                 "Content-Type": "application/json",
-                "Stripe-Signature": sign_stripe_payload(payload, ctx.stack.webhook_secret),
+                "Stripe-Signature": signature_header(payload, ctx.stack.webhook_secret),
             }
             t0 = monotonic_ns()
             conn.request("POST", "/stripe/webhooks", payload, headers)

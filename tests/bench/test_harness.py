@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import signal
 import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,11 +20,13 @@ import pytest
 import stripe
 
 from bench.figures.event_processing import completion_rate
-from bench.loadgen import run_load, sign_stripe_payload, stripe_event
+from bench.loadgen import run_load
 from bench.plots import write_plots
+from bench.procs import ROOT, ProcessRegistry
 from bench.results import Figure, markdown_table, not_available, write_results
 from bench.stats import percentile, ratio, steady_rate, summarize_latencies
 from bench.wsclient import decode_frame, encode_client_frame
+from tests.support.stripe_webhooks import envelope, signature_header
 
 
 class TestPercentile:
@@ -126,17 +131,15 @@ class TestResultFiles:
 
 class TestStripeSignature:
     def test_the_generated_signature_verifies_with_the_stripe_library(self) -> None:
-        payload = json.dumps(stripe_event("evt_1", "payment_intent.succeeded", {"id": "pi_1"}))
-        header = sign_stripe_payload(payload, "whsec_test")
+        payload = json.dumps(envelope("payment_intent.succeeded", {"id": "pi_1"}, event_id="evt_1"))
+        header = signature_header(payload, "whsec_test")
         event = stripe.Webhook.construct_event(payload, header, "whsec_test")
         assert event["id"] == "evt_1"
 
     def test_a_signature_for_another_secret_does_not_verify(self) -> None:
-        payload = json.dumps(stripe_event("evt_1", "payment_intent.succeeded", {"id": "pi_1"}))
+        payload = json.dumps(envelope("payment_intent.succeeded", {"id": "pi_1"}, event_id="evt_1"))
         with pytest.raises(stripe.SignatureVerificationError):
-            stripe.Webhook.construct_event(
-                payload, sign_stripe_payload(payload, "whsec_a"), "whsec_b"
-            )
+            stripe.Webhook.construct_event(payload, signature_header(payload, "whsec_a"), "whsec_b")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -215,3 +218,33 @@ class TestWebsocketFrames:
         frame = bytes([0x81, 126]) + struct.pack("!H", 200) + b"x" * 100
         assert decode_frame(frame) is None
         assert decode_frame(frame + b"x" * 100) == (0x1, True, b"x" * 200, len(frame) + 100)
+
+
+class TestResultsDirectory:
+    def test_kept_logs_go_to_results_tmp_which_git_ignores(self, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        monkeypatch.setenv("BENCH_KEEP_LOGS", "1")
+        handlers = {
+            sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        registry = ProcessRegistry("test")
+        try:
+            registry.close()
+            assert registry.log_dir.is_dir(), "kept logs survive the harness"
+            assert registry.log_dir.parent == ROOT / "bench" / "results" / "tmp"
+            if not (ROOT / ".git").exists():
+                pytest.skip("not a git checkout")
+            ignored = subprocess.run(
+                ["git", "check-ignore", "-q", str(registry.log_dir / "web.log")], cwd=ROOT
+            )
+            assert ignored.returncode == 0
+        finally:
+            shutil.rmtree(registry.log_dir, ignore_errors=True)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def test_final_results_are_tracked_and_the_fuzz_cache_is_ignored(self) -> None:
+        if not (ROOT / ".git").exists():
+            pytest.skip("not a git checkout")
+        check = ["git", "check-ignore", "-q"]
+        assert subprocess.run([*check, "bench/results/latest.json"], cwd=ROOT).returncode == 1
+        assert subprocess.run([*check, ".schemathesis/x.json"], cwd=ROOT).returncode == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,8 +12,9 @@ from app.db import db
 from models import CheckoutSession
 from tests.factories import Buyer
 from tests.support.billing import Catalog, catalog  # noqa: F401 (fixture)
+from tests.support.processes import wait_until
 
-__all__ = ["Catalog", "create", "eventually", "fetch"]
+__all__ = ["Catalog", "create", "fetch", "wait_until"]
 
 
 @pytest.fixture()
@@ -30,20 +30,6 @@ def worker(
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print("---- worker log ----\n" + process.log()[-6000:])
-
-
-def eventually(
-    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll `predicate` until it returns something truthy (never a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def fetch(checkout_id: Any) -> CheckoutSession:
@@ -103,7 +89,7 @@ def settle(
         body = status_of(client, buyer, checkout_id)
         return None if body["status"] in ("pending", "processing") else body
 
-    return eventually(settled, timeout=timeout, what=f"checkout {checkout_id} to settle")  # type: ignore[no-any-return]
+    return wait_until(settled, timeout=timeout, what=f"checkout {checkout_id} to settle")  # type: ignore[no-any-return]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

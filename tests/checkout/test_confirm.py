@@ -16,11 +16,11 @@ from tests.checkout.conftest import (
     Catalog,
     confirm,
     create,
-    eventually,
     fetch,
     open_checkout,
     settle,
     status_of,
+    wait_until,
 )
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant
 
@@ -146,7 +146,7 @@ class TestExpiry:
         _backdate(checkout["id"])
 
         app.extensions["celery"].send_task("checkout.expire_overdue")
-        expired = eventually(
+        expired = wait_until(
             lambda: (
                 (body := status_of(client, buyer, checkout["id"]))["status"] == "expired" and body
             ),
@@ -172,7 +172,7 @@ class TestExpiry:
         checkout = open_checkout(client, buyer, catalog.monthly.id)
         _backdate(checkout["id"])
         app.extensions["celery"].send_task("checkout.expire_overdue")
-        eventually(
+        wait_until(
             lambda: status_of(client, buyer, checkout["id"])["status"] == "expired",
             what="checkout to expire",
         )

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.db import db
 from models import CheckoutSession
-from tests.checkout.conftest import Catalog, create, eventually, status_of
+from tests.checkout.conftest import Catalog, create, status_of, wait_until
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
 from tests.support.ownership import make_subscription
 
@@ -154,7 +154,7 @@ class TestIdempotency:
 
         checkout_id = results[0][1]
         with app.test_client() as client:
-            eventually(
+            wait_until(
                 lambda: status_of(client, buyer, checkout_id)["status"] == "open",
                 what="checkout to open",
             )

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.checkout.conftest import Catalog, confirm, create, eventually, fetch, status_of
+from tests.checkout.conftest import Catalog, confirm, create, fetch, status_of, wait_until
 from tests.factories import Buyer
 
 
 def _open(client: Any, buyer: Buyer, checkout_id: str) -> dict[str, Any]:
-    return eventually(  # type: ignore[no-any-return]
+    return wait_until(  # type: ignore[no-any-return]
         lambda: (body := status_of(client, buyer, checkout_id))["status"] == "open" and body,
         timeout=90,
         what=f"checkout {checkout_id} to open",
@@ -42,7 +42,7 @@ class TestNetworkFaults:
                 confirm(client, buyer, opened["client_secret"], "pm_card_visa").status_code == 202
             )
         for checkout_id in checkout_ids:
-            eventually(
+            wait_until(
                 lambda cid=checkout_id: status_of(client, buyer, cid)["status"] == "succeeded",
                 timeout=90,
                 what=f"checkout {checkout_id} to succeed",
@@ -76,7 +76,7 @@ class TestNetworkFaults:
         start_worker(concurrency=2, env={"STRIPE_MAX_NETWORK_RETRIES": "0"})
         stripe_emulator.set_faults("error_500", rate=1.0)
         checkout_id = create(client, buyer, catalog.one_time.id).get_json()["id"]
-        failed = eventually(
+        failed = wait_until(
             lambda: (body := status_of(client, buyer, checkout_id))["status"] == "failed" and body,
             timeout=90,
             what="checkout to give up",
@@ -99,7 +99,7 @@ class TestSecretsInLogs:
             secrets.append(opened["client_secret"])
             card = "pm_card_visa_chargeDeclined" if price is catalog.one_time else "pm_card_visa"
             confirm(client, buyer, opened["client_secret"], card)
-            eventually(
+            wait_until(
                 lambda cid=checkout_id: (
                     status_of(client, buyer, cid)["status"] not in ("pending", "open", "processing")
                 ),

@@ -13,11 +13,11 @@ from tests.checkout.conftest import (
     Catalog,
     confirm,
     create,
-    eventually,
     fetch,
     open_checkout,
     settle,
     status_of,
+    wait_until,
 )
 from tests.factories import Buyer, Merchant
 
@@ -46,7 +46,7 @@ class TestOneTimePayment:
         assert pending.get_json()["status"] == "pending"
         assert pending.get_json()["client_secret"] is None
 
-        checkout = eventually(
+        checkout = wait_until(
             lambda: (
                 (body := status_of(client, buyer, pending.get_json()["id"]))["status"] == "open"
                 and body
@@ -232,7 +232,7 @@ class TestThreeDSecure:
             "payment_intent", fetch(checkout["id"]).stripe_payment_intent_id
         )
         app.extensions["celery"].send_task("checkout.reconcile", args=[checkout["id"]])
-        done = eventually(
+        done = wait_until(
             lambda: (
                 (body := status_of(client, buyer, checkout["id"]))["status"] == "succeeded" and body
             ),

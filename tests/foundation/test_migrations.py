@@ -39,14 +39,17 @@ def test_duplicate_guards_exist(database_url):
 def test_downgrade_then_upgrade_round_trips(database_url):
     from alembic import command
 
-    from tests.support.database import alembic_config, recreate_database
+    from tests.support.database import alembic_config, drop_database, recreate_database
 
-    url = database_url.rsplit("/", 1)[0] + "/billingos_test_migrations"
+    url = f"{database_url}_migrations"  # this run's and worker's, like the session's database
     recreate_database(url)
-    config = alembic_config(url)
-    command.upgrade(config, "head")
-    command.downgrade(config, "base")
-    command.upgrade(config, "head")
-    engine = create_engine(url)
-    assert "checkout_sessions" in inspect(engine).get_table_names()
-    engine.dispose()
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "head")
+        command.downgrade(config, "base")
+        command.upgrade(config, "head")
+        engine = create_engine(url)
+        assert "checkout_sessions" in inspect(engine).get_table_names()
+        engine.dispose()
+    finally:
+        drop_database(url)

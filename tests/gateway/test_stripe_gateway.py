@@ -150,7 +150,7 @@ def test_network_and_server_failures_are_transient(
 
 
 def test_unreachable_stripe_is_transient(settings: Settings) -> None:
-    from tests.support.emulator import free_port
+    from tests.support.processes import free_port
 
     down = dataclasses.replace(settings, stripe_api_base=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientStripeError):

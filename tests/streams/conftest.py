@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import redis
 
 from app.db import db
 from models import CheckoutSession
 from models.base import utcnow
 from tests.factories import Buyer, Merchant, make_product
-from tests.support.processes import ManagedProcess
-from tests.support.server import WebServer, free_port, start_web_server
+from tests.support.processes import PrivateRedis
+from tests.support.server import WebServer, start_web_server
 
 
 @pytest.fixture()
@@ -101,33 +99,9 @@ UNCAPPED = {
 }
 
 
-class PrivateRedis(ManagedProcess):
-    """A redis-server of this test's own on a free port, so it can be stopped and restarted
-    without touching the Redis every other engineer's suite uses."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        argv = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no",
-        ]  # fmt: skip
-        super().__init__(argv, name="redis")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> PrivateRedis:
-        super().start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise TimeoutError(f"redis-server did not start:\n{self.log()}")
-
-
 @pytest.fixture()
 def private_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own, so it can be stopped and restarted mid-test."""
     server = PrivateRedis().start()
     yield server
     server.stop()

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from app.streams.leases import RETRY_AFTER_SECONDS, customer_key, token_key
 from tests.factories import make_buyer
 from tests.streams.clients import EventStream, StatusSocket
 from tests.streams.conftest import FAST_REALTIME, advance
+from tests.support.processes import wait_until
 from tests.support.server import WebServer, start_web_server
 
 LEASE_SECONDS = 6
@@ -59,15 +60,6 @@ def _customer_ws(server: WebServer, buyer: Any) -> StatusSocket:
 def _admitted(client: StatusSocket) -> bool:
     """Whether the stream started (its snapshot came) rather than being closed at once."""
     return client.next_frame() is not None
-
-
-def _eventually(check: Callable[[], bool], seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 class TestOwnershipComesFirst:
@@ -118,12 +110,12 @@ class TestConnectionCaps:
         held[0].close()
         # The first process notices the close and gives the slot back.
         key = token_key(digest(buyer.token))
-        assert _eventually(lambda: redis_client.zcard(key) == 1)
+        wait_until(lambda: redis_client.zcard(key) == 1, timeout=15, interval=0.2)
         again = _customer_ws(second, buyer)
         assert _admitted(again)
         for client in (held[1], again):
             client.close()
-        assert _eventually(lambda: redis_client.zcard(key) == 0)
+        wait_until(lambda: redis_client.zcard(key) == 0, timeout=15, interval=0.2)
 
     def test_sse_over_the_cap_is_a_429_problem_with_retry_after(
         self, two_servers, make_checkout, buyer
@@ -188,7 +180,7 @@ class TestConnectionCaps:
             def admitted_again() -> bool:
                 return _admitted(_customer_ws(survivor, buyer))
 
-            assert _eventually(admitted_again, seconds=LEASE_SECONDS + 10)
+            wait_until(admitted_again, timeout=LEASE_SECONDS + 10, interval=0.2)
             assert time.monotonic() - crashed_at < LEASE_SECONDS + 10
         finally:
             doomed.stop()
@@ -217,7 +209,11 @@ class TestIdleStreams:
         assert [e["data"]["status"] for e in sse.until_end()] == ["pending"]
         assert 2.5 < time.monotonic() - started < 15
         # Both slots were given back.
-        assert _eventually(lambda: redis_client.zcard(token_key(digest(buyer.token))) == 0)
+        wait_until(
+            lambda: redis_client.zcard(token_key(digest(buyer.token))) == 0,
+            timeout=15,
+            interval=0.2,
+        )
 
     def test_a_change_restarts_the_idle_clock(self, impatient_server, make_checkout, buyer) -> None:
         checkout = make_checkout()

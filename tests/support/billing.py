@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.catalog.demo import DEMO_PRODUCTS
 from app.catalog.mirror import ensure_stripe_price
 from app.db import db
 from app.stripe_gateway import get_gateway, payment_intent_id_from_client_secret
@@ -57,37 +58,12 @@ class Catalog:
 
 @pytest.fixture()
 def catalog(merchant: Merchant) -> Catalog:
-    return Catalog(
-        pro=make_product(
-            merchant,
-            name="Pro",
-            features=[{"key": "pro", "name": "Pro"}, {"key": "export", "name": "Export"}],
-            prices=[
-                {"amount": 1200, "currency": "usd", "interval": "month"},
-                {"amount": 12000, "currency": "usd", "interval": "year"},
-            ],
-        ),
-        team=make_product(
-            merchant,
-            name="Team",
-            features=[{"key": "team", "name": "Team"}],
-            prices=[
-                {"amount": 4900, "currency": "usd", "interval": "month", "trial_period_days": 14}
-            ],
-        ),
-        free=make_product(
-            merchant,
-            name="Free",
-            features=[{"key": "basic", "name": "Basic"}],
-            prices=[{"amount": 0, "currency": "usd", "interval": "month"}],
-        ),
-        lifetime=make_product(
-            merchant,
-            name="Lifetime export",
-            features=[{"key": "export", "name": "Export"}],
-            prices=[{"amount": 2900, "currency": "usd"}],
-        ),
+    """The demo catalog (what `flask billingos seed-demo` sells), in `merchant`'s organization."""
+    pro, team, lifetime, free = (
+        make_product(merchant, name=p["name"], features=p["features"], prices=p["prices"])
+        for p in DEMO_PRODUCTS
     )
+    return Catalog(pro=pro, team=team, free=free, lifetime=lifetime)
 
 
 @pytest.fixture()

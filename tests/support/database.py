@@ -1,27 +1,31 @@
-"""The test database: created fresh by running the migrations, emptied between tests."""
+"""Test and bench databases: created fresh by running the migrations, emptied between tests,
+dropped at the end (the bench harness uses the same create/drop)."""
 
 from __future__ import annotations
 
-import psycopg2
 from alembic import command
 from alembic.config import Config
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
 from models import Base
+from scripts.ensure_database import admin_connection
+
+
+def _admin(url: str, *statements: str) -> None:
+    """Run `statements` (each with one `{}` for the database name) on the server's `postgres` db."""
+    name = sql.Identifier(make_url(url).database)
+    with admin_connection(url) as admin, admin.cursor() as cur:
+        for statement in statements:
+            cur.execute(sql.SQL(statement).format(name))
 
 
 def recreate_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = psycopg2.connect(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username, dbname="postgres"
-    )
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        name = sql.Identifier(parsed.database)
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    admin.close()
+    _admin(url, "DROP DATABASE IF EXISTS {} WITH (FORCE)", "CREATE DATABASE {}")
+
+
+def drop_database(url: str) -> None:
+    _admin(url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
 
 
 def alembic_config(url: str) -> Config:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ import urllib.request
 from typing import Any
 
 import stripe
+
+from tests.support.processes import free_port
 
 # Creation parameters of a Payment/SetupIntent that a test confirms server-side with a card:
 # Stripe refuses to confirm an intent that allows redirects unless a `return_url` comes along.
@@ -37,14 +38,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TEST_API_KEY = "sk_test_emulator"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class EmulatorError(RuntimeError):
     """A control-API call failed."""
+
+
+class EmulatorExited(EmulatorError):
+    """The emulator process ended before it answered."""
 
 
 class EmulatorProcess:
@@ -61,6 +60,7 @@ class EmulatorProcess:
         python: str = sys.executable,
         cwd: str = ROOT,
     ) -> None:
+        self._own_port = port is None
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = list(extra_args or [])
@@ -70,6 +70,18 @@ class EmulatorProcess:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 15.0) -> EmulatorProcess:
+        for attempt in range(1, 4):
+            try:
+                return self._start(timeout)
+            except EmulatorExited:
+                # Most likely another process (a parallel test run) bound our free port first.
+                if attempt == 3 or not self._own_port:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> EmulatorProcess:
         cmd = [
             self.python,
             "-m",
@@ -84,7 +96,7 @@ class EmulatorProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise EmulatorError(f"emulator exited with {self.proc.returncode}")
+                raise EmulatorExited(f"emulator exited with {self.proc.returncode}")
             try:
                 self._call("GET", "/_emulator/health", timeout=0.5)
                 return self

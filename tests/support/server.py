@@ -13,20 +13,15 @@ how to wrap it in a fixture.
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 
-from tests.support.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+# What gunicorn logs when its port is taken (it retries, then exits).
+PORT_TAKEN = "Connection in use"
 
 
 class WebServer(ManagedProcess):
@@ -67,6 +62,13 @@ class WebServer(ManagedProcess):
 def start_web_server(
     workers: int = 1, env: dict[str, str] | None = None, timeout: float = 60.0
 ) -> WebServer:
-    server = WebServer(free_port(), workers, env)
-    server.start()
-    return server.wait_ready(timeout)
+    for attempt in range(1, 4):
+        server = WebServer(free_port(), workers, env)
+        server.start()
+        try:
+            return server.wait_ready(timeout)
+        except RuntimeError:
+            # Another process (a parallel test run) bound the free port first: take another.
+            if attempt == 3 or PORT_TAKEN not in server.log():
+                raise
+    raise AssertionError("unreachable")

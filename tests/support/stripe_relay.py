@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import stripe
 from flask.testing import FlaskClient
 
 from app.webhooks.service import process_stored_event
 from tests.support.emulator import EmulatorProcess
+from tests.support.stripe_webhooks import signature_header
 
 WEBHOOK_SECRET = "whsec_test_billingos"
 
@@ -37,7 +37,7 @@ class StripeEventRelay:
         for record in self.pending():
             # The body exactly as the API returned it (Stripe signs the bytes it sends).
             payload = self.stripe.v1.events.retrieve(record["id"]).last_response.body
-            header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET)
+            header = signature_header(payload, WEBHOOK_SECRET)
             response = self.client.post(
                 "/stripe/webhooks",
                 data=payload,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 import redis
 import requests
-import stripe
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -25,41 +23,17 @@ from app.db import db
 from models import CheckoutSession, Product, ProductPrice, StripeEvent
 from models.base import utcnow
 from tasks.stripe_events import process_event
-from tests.conftest import TEST_REDIS_URL
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
+from tests.support.isolation import current_redis_url
 from tests.support.server import WebServer
 from tests.support.server import start_web_server as run_web_server
 from tests.support.stripe_fixtures import stripe_fixture_resources
+from tests.support.stripe_webhooks import signature_header
 
 WEBHOOK_PATH = "/stripe/webhooks"
 
 
 # ---------------------------------------------------------------------------- events
-
-
-def envelope(
-    event_type: str,
-    obj: dict[str, Any],
-    *,
-    event_id: str | None = None,
-    created: int | None = None,
-) -> dict[str, Any]:
-    """A Stripe event envelope (https://docs.stripe.com/api/events/object) around `obj`."""
-    return {
-        "id": event_id or f"evt_test_{secrets.token_hex(12)}",
-        "object": "event",
-        "api_version": stripe.api_version,
-        "created": created if created is not None else int(time.time()),
-        "data": {"object": obj},
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": event_type,
-    }
-
-
-def signature_header(payload: str, secret: str, timestamp: int | None = None) -> str:
-    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
 
 
 def stripe_fixture(name: str) -> dict[str, Any]:
@@ -101,22 +75,10 @@ def inbox_count() -> int:
     return len(db.session.execute(select(StripeEvent.id)).all())
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy (generous timeout, short interval)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
 def queued_event_ids() -> list[str]:
     """Stripe event ids of the `stripe.process_event` messages waiting in the broker."""
     ids = []
-    for raw in redis.Redis.from_url(TEST_REDIS_URL).lrange("celery", 0, -1):
+    for raw in redis.Redis.from_url(current_redis_url()).lrange("celery", 0, -1):
         message = json.loads(raw)
         if message["headers"]["task"] == "stripe.process_event":
             ids.append(json.loads(_body(message))[0][0])

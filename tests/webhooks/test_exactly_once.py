@@ -15,20 +15,18 @@ from app.webhooks import service
 from models import CheckoutSession, PaymentIntent, StripeEvent
 from models.stripe_event import PENDING, PROCESSED
 from tasks.stripe_events import process_event
-from tests.support.server import free_port
+from tests.support.processes import free_port, wait_until
+from tests.support.stripe_webhooks import envelope, signature_header
 from tests.webhooks.conftest import (
     count,
-    envelope,
     inbox,
     inbox_count,
     open_checkout,
     post_webhook,
     process,
     queued_event_ids,
-    signature_header,
     stripe_fixture,
     succeeded_payment_intent,
-    wait_until,
 )
 
 

@@ -9,8 +9,8 @@ from app.db import db
 from app.webhooks import service
 from models import CheckoutSession, StripeEvent
 from models.stripe_event import FAILED, PENDING, PROCESSED
+from tests.support.stripe_webhooks import envelope
 from tests.webhooks.conftest import (
-    envelope,
     inbox,
     open_checkout,
     process,

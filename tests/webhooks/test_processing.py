@@ -9,9 +9,9 @@ from app.db import db
 from app.webhooks import handlers, service
 from models import CheckoutSession, Entitlement, PaymentIntent, StripeEvent
 from models.stripe_event import FAILED, IGNORED, PENDING, PROCESSED
+from tests.support.stripe_webhooks import envelope
 from tests.webhooks.conftest import (
     count,
-    envelope,
     inbox,
     open_checkout,
     process,

@@ -9,15 +9,14 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from models.stripe_event import IGNORED, PENDING
-from tests.support.server import free_port
+from tests.support.processes import free_port
+from tests.support.stripe_webhooks import envelope, signature_header
 from tests.webhooks.conftest import (
     WEBHOOK_PATH,
-    envelope,
     inbox,
     inbox_count,
     post_webhook,
     queued_event_ids,
-    signature_header,
     stripe_fixture,
 )
 

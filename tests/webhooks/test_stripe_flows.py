@@ -16,7 +16,8 @@ from models import PaymentIntent, StripeEvent, Subscription
 from models.stripe_event import PENDING, PROCESSED
 from tasks.maintenance import reconcile_stuck_checkouts
 from tests.support.emulator import EmulatorProcess
-from tests.webhooks.conftest import WEBHOOK_PATH, Shop, count, wait_until
+from tests.support.processes import wait_until
+from tests.webhooks.conftest import WEBHOOK_PATH, Shop, count
 
 
 @dataclass
