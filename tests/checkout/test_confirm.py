@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import update
 
 from app.db import db
-from models import CheckoutSession, Subscription
-from models.base import utcnow
+from models import Subscription
 from tests.checkout.conftest import (
     Catalog,
+    backdate,
     confirm,
     create,
     fetch,
@@ -27,16 +25,6 @@ from tests.factories import Buyer, Merchant, make_buyer, make_merchant
 
 def _confirmations(stripe_emulator: Any, stripe_payment_intent_id: str) -> list[dict[str, Any]]:
     return stripe_emulator.requests(path=f"/v1/payment_intents/{stripe_payment_intent_id}/confirm")
-
-
-def _backdate(checkout_id: str) -> None:
-    db.session.remove()
-    db.session.execute(
-        update(CheckoutSession)
-        .where(CheckoutSession.id == checkout_id)
-        .values(expires_at=utcnow() - timedelta(seconds=1))
-    )
-    db.session.commit()
 
 
 class TestConfirmGuards:
@@ -143,7 +131,7 @@ class TestExpiry:
     ) -> None:  # fmt: skip
         checkout = open_checkout(client, buyer, catalog.one_time.id)
         fresh = open_checkout(client, buyer, catalog.monthly.id)
-        _backdate(checkout["id"])
+        backdate(checkout["id"])
 
         app.extensions["celery"].send_task("checkout.expire_overdue")
         expired = wait_until(
@@ -170,7 +158,7 @@ class TestExpiry:
         stripe_emulator: Any,
     ) -> None:  # fmt: skip
         checkout = open_checkout(client, buyer, catalog.monthly.id)
-        _backdate(checkout["id"])
+        backdate(checkout["id"])
         app.extensions["celery"].send_task("checkout.expire_overdue")
         wait_until(
             lambda: status_of(client, buyer, checkout["id"])["status"] == "expired",
@@ -186,6 +174,6 @@ class TestExpiry:
         self, client: Any, buyer: Buyer, catalog: Catalog, worker: Any
     ) -> None:
         checkout = open_checkout(client, buyer, catalog.one_time.id)
-        _backdate(checkout["id"])
+        backdate(checkout["id"])
         response = confirm(client, buyer, checkout["client_secret"], "pm_card_visa")
         assert response.status_code == 410

@@ -3,30 +3,19 @@ that succeeds anyway after a checkout ended is refunded and recorded."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 import stripe as stripe_lib
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.db import db
 from app.stripe_sync import EXPIRY_CANCELLATION_COMMENT, apply_payment_intent, apply_subscription
-from models import CheckoutSession, PaymentIntent
-from models.base import utcnow
-from tests.checkout.conftest import Catalog, eventually, fetch, open_checkout, status_of
+from models import PaymentIntent
+from tests.checkout.conftest import Catalog, backdate, fetch, open_checkout, status_of
 from tests.factories import Buyer
-
-
-def _backdate(checkout_id: str) -> None:
-    db.session.remove()
-    db.session.execute(
-        update(CheckoutSession)
-        .where(CheckoutSession.id == checkout_id)
-        .values(expires_at=utcnow() - timedelta(seconds=1))
-    )
-    db.session.commit()
+from tests.support.processes import wait_until
 
 
 def _payment(stripe_payment_intent_id: str) -> PaymentIntent:
@@ -42,9 +31,9 @@ def test_expired_subscription_checkout_voids_its_invoice(
     app: Flask, client: Any, buyer: Buyer, catalog: Catalog, worker: Any, stripe_emulator: Any
 ) -> None:
     checkout = open_checkout(client, buyer, catalog.monthly.id)
-    _backdate(checkout["id"])
+    backdate(checkout["id"])
     app.extensions["celery"].send_task("checkout.expire_overdue")
-    eventually(
+    wait_until(
         lambda: status_of(client, buyer, checkout["id"])["status"] == "expired",
         what="checkout to expire",
     )
@@ -83,7 +72,7 @@ def test_payment_after_the_checkout_ended_is_refunded(
     with db.transaction() as session:
         apply_payment_intent(session, paid)
 
-    refunded = eventually(
+    refunded = wait_until(
         lambda: (p := _payment(paid.id)).amount_refunded == p.amount and p,
         what="the orphaned payment to be refunded",
     )

@@ -57,3 +57,18 @@ def receiver(emu):
     emu.register_webhook(rcv.url, WEBHOOK_SECRET)
     yield rcv
     rcv.close()
+
+
+@pytest.fixture
+def plan(client):
+    """(customer, monthly price) for subscription scenarios."""
+    cus = client.v1.customers.create(params={"email": "sub@example.com"})
+    price = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 2000,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": "Pro"},
+        }
+    )
+    return cus, price

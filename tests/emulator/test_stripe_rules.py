@@ -10,20 +10,6 @@ from tests.support.emulator import CARDS_ONLY
 RETURN_URL_REFUSAL = "A `return_url` must be specified because this {} is configured"
 
 
-@pytest.fixture
-def plan(client):
-    cus = client.v1.customers.create(params={"email": "strict@example.com"})
-    price = client.v1.prices.create(
-        params={
-            "currency": "usd",
-            "unit_amount": 1500,
-            "recurring": {"interval": "month"},
-            "product_data": {"name": "Pro"},
-        }
-    )
-    return cus, price
-
-
 # ---------------------------------------------------------------------- return_url on confirm
 
 
@@ -209,21 +195,25 @@ def test_rolled_secret_signs_with_both_until_the_old_one_expires(emu, client):
 # ---------------------------------------------------------------------- disputes, failed refunds
 
 
+def _paid_with(client, card):
+    return client.v1.payment_intents.create(
+        params={
+            **CARDS_ONLY,
+            "amount": 2900,
+            "currency": "usd",
+            "payment_method": card,
+            "confirm": True,
+        }
+    )
+
+
 def _event_types(emu):
     return [e["type"] for e in emu.events()]
 
 
 @pytest.mark.emulator_only("Stripe opens and decides test disputes asynchronously")
 def test_dispute_card_opens_a_dispute_that_the_network_decides(emu, client):
-    pi = client.v1.payment_intents.create(
-        params={
-            **CARDS_ONLY,
-            "amount": 2900,
-            "currency": "usd",
-            "payment_method": "pm_card_createDispute",
-            "confirm": True,
-        }
-    )
+    pi = _paid_with(client, "pm_card_createDispute")
     assert pi.status == "succeeded"
     assert client.v1.charges.retrieve(pi.latest_charge).disputed is True
     created = emu.events(type="charge.dispute.created")
@@ -237,15 +227,7 @@ def test_dispute_card_opens_a_dispute_that_the_network_decides(emu, client):
 
 @pytest.mark.emulator_only("Stripe fails a test refund asynchronously")
 def test_refund_of_the_refund_fail_card_fails_after_creation(emu, client):
-    pi = client.v1.payment_intents.create(
-        params={
-            **CARDS_ONLY,
-            "amount": 2900,
-            "currency": "usd",
-            "payment_method": "pm_card_refundFail",
-            "confirm": True,
-        }
-    )
+    pi = _paid_with(client, "pm_card_refundFail")
     refund = client.v1.refunds.create(params={"payment_intent": pi.id})
     assert client.v1.refunds.retrieve(refund.id).status == "failed"
     charge = client.v1.charges.retrieve(pi.latest_charge)

@@ -8,21 +8,6 @@ import stripe
 DAY = 86400
 
 
-@pytest.fixture
-def plan(client):
-    """(customer, monthly price) for the tests below."""
-    cus = client.v1.customers.create(params={"email": "sub@example.com"})
-    price = client.v1.prices.create(
-        params={
-            "currency": "usd",
-            "unit_amount": 2000,
-            "recurring": {"interval": "month"},
-            "product_data": {"name": "Pro"},
-        }
-    )
-    return cus, price
-
-
 def _types(emu):
     return [e["type"] for e in emu.events()]
 

@@ -7,31 +7,11 @@ subscription and the trial's SetupIntent are all made card/wallet-only.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import Any
 
-import pytest
-from flask import Flask
-
-from app.config import Settings
 from app.stripe_gateway import StripeGateway, payment_intent_id_from_client_secret
-
-
-@pytest.fixture()
-def gateway(app: Flask, stripe_emulator: Any) -> StripeGateway:
-    settings: Settings = app.config["BILLINGOS"]
-    return StripeGateway(dataclasses.replace(settings, stripe_max_network_retries=0))
-
-
-def _customer(gateway: StripeGateway, organization_id: uuid.UUID) -> str:
-    return gateway.ensure_customer(
-        customer_id=uuid.uuid4(),
-        organization_id=organization_id,
-        external_id="user_1",
-        email="buyer@example.com",
-        name=None,
-    )
+from tests.gateway.conftest import new_customer
 
 
 def _monthly_price(gateway: StripeGateway, organization_id: uuid.UUID) -> str:
@@ -53,7 +33,7 @@ def test_one_time_payment_intent_confirms_without_return_url(gateway: StripeGate
     intent = gateway.create_payment_intent(
         checkout_id=checkout_id,
         organization_id=organization_id,
-        stripe_customer_id=_customer(gateway, organization_id),
+        stripe_customer_id=new_customer(gateway, organization_id),
         amount=2900,
         currency="usd",
     )
@@ -74,7 +54,7 @@ def test_first_invoice_of_a_subscription_confirms_without_return_url(
     subscription = gateway.create_subscription(
         checkout_id=checkout_id,
         organization_id=organization_id,
-        stripe_customer_id=_customer(gateway, organization_id),
+        stripe_customer_id=new_customer(gateway, organization_id),
         stripe_price_id=_monthly_price(gateway, organization_id),
     )
     invoice: Any = subscription.latest_invoice
@@ -93,7 +73,7 @@ def test_trial_setup_intent_confirms_without_return_url(gateway: StripeGateway) 
     subscription = gateway.create_subscription(
         checkout_id=checkout_id,
         organization_id=organization_id,
-        stripe_customer_id=_customer(gateway, organization_id),
+        stripe_customer_id=new_customer(gateway, organization_id),
         stripe_price_id=_monthly_price(gateway, organization_id),
         trial_period_days=14,
     )

@@ -4,17 +4,16 @@ at our version, and counted."""
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from app.checkout.stripe_steps import prepare_checkout
 from app.db import db
 from app.webhooks import service
 from models import CheckoutSession, Subscription
-from tests.webhooks.conftest import Shop, envelope
+from tests.support.stripe_webhooks import envelope
+from tests.webhooks.conftest import Shop, prepared_checkout
 
 OLD_VERSION = "2025-02-24.acacia"
 
@@ -29,14 +28,8 @@ def _mismatches() -> float:
 def test_an_invoice_event_from_before_basil_still_settles_the_subscription(
     client: Any, shop: Shop, post_event: Any, stripe_emulator: Any
 ) -> None:
-    created = client.post(
-        "/v1/checkout/create", json={"price_id": str(shop.monthly.id)}, headers=shop.buyer.headers
-    )
-    checkout_id = uuid.UUID(created.get_json()["id"])
-    prepare_checkout(checkout_id)
-    db.session.remove()
-    checkout = db.session.get(CheckoutSession, checkout_id)
-    assert checkout is not None and checkout.status == "open"
+    checkout = prepared_checkout(client, shop, shop.monthly)
+    checkout_id = checkout.id
     stripe = stripe_emulator.client()
     stripe.v1.payment_intents.confirm(
         checkout.stripe_payment_intent_id, params={"payment_method": "pm_card_visa"}

@@ -7,29 +7,22 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.checkout.stripe_steps import prepare_checkout
 from app.db import db
 from app.webhooks import service
 from app.webhooks.backfill import backfill_events
 from models import CheckoutSession, StripeEvent
 from tests.support.emulator import WebhookReceiver
-from tests.webhooks.conftest import Shop, wait_until
+from tests.support.processes import wait_until
+from tests.webhooks.conftest import Shop, prepared_checkout
 
 
 def _open_paid_checkout(client: Any, shop: Shop, stripe_emulator: Any) -> uuid.UUID:
-    created = client.post(
-        "/v1/checkout/create", json={"price_id": str(shop.one_time.id)}, headers=shop.buyer.headers
-    )
-    checkout_id = uuid.UUID(created.get_json()["id"])
-    prepare_checkout(checkout_id)
-    db.session.remove()
-    checkout = db.session.get(CheckoutSession, checkout_id)
-    assert checkout is not None
+    checkout = prepared_checkout(client, shop, shop.one_time)
     # Paid in Stripe's iframe: only Stripe's events can tell us.
     stripe_emulator.client().v1.payment_intents.confirm(
         checkout.stripe_payment_intent_id, params={"payment_method": "pm_card_visa"}
     )
-    return checkout_id
+    return checkout.id
 
 
 def _apply_stored(stripe_event_ids: list[str]) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.db import db
 from models import Entitlement, PaymentIntent
 from tests.factories import make_product
-from tests.webhooks.conftest import wait_until
+from tests.support.processes import wait_until
 from tests.webhooks.test_stripe_flows import Pipeline, payment_intent_id, pipeline  # noqa: F401
 
 

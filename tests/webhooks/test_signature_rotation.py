@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from app import settings_of
 from app.config import Settings
 from app.webhooks import service
-from tests.webhooks.conftest import WEBHOOK_PATH, envelope, signature_header
+from tests.support.stripe_webhooks import envelope, signature_header
+from tests.webhooks.conftest import WEBHOOK_PATH
 
 OLD, NEW = "whsec_old_secret_being_retired", "whsec_new_secret_after_rotation"
 
