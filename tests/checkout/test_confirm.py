@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+import stripe as stripe_lib
 from flask import Flask
 
 from app.db import db
@@ -153,7 +155,7 @@ class TestExpiry:
         assert response.status_code == 410
         assert response.get_json()["code"] == "checkout_expired"
 
-    def test_expired_subscription_checkout_cancels_the_incomplete_subscription(
+    def test_expired_subscription_checkout_cancels_the_subscription_and_voids_its_invoice(
         self, app: Flask, client: Any, buyer: Buyer, catalog: Catalog, worker: Any,
         stripe_emulator: Any,
     ) -> None:  # fmt: skip
@@ -164,11 +166,20 @@ class TestExpiry:
             lambda: status_of(client, buyer, checkout["id"])["status"] == "expired",
             what="checkout to expire",
         )
-        stripe_id = fetch(checkout["id"]).stripe_subscription_id
-        assert stripe_emulator.client().v1.subscriptions.retrieve(stripe_id).status == "canceled"
+        expired = fetch(checkout["id"])
+        stripe = stripe_emulator.client()
+        subscription = stripe.v1.subscriptions.retrieve(expired.stripe_subscription_id)
+        assert subscription.status == "canceled"
         db.session.remove()
-        row = db.session.query(Subscription).filter_by(stripe_subscription_id=stripe_id).one()
+        row = db.session.query(Subscription).filter_by(stripe_subscription_id=subscription.id).one()
         assert row.status == "canceled"
+        # Canceling leaves the invoice payable in Stripe; the expiry voids it, so the client
+        # secret still on the buyer's page charges nothing.
+        assert stripe.v1.invoices.retrieve(subscription.latest_invoice).status == "void"
+        with pytest.raises(stripe_lib.InvalidRequestError):
+            stripe.v1.payment_intents.confirm(
+                expired.stripe_payment_intent_id, params={"payment_method": "pm_card_visa"}
+            )
 
     def test_past_expiry_confirm_is_gone_before_the_sweep(
         self, client: Any, buyer: Buyer, catalog: Catalog, worker: Any
