@@ -29,6 +29,7 @@ MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS = "maintenance.requeue_unprocessed_events
 MAINTENANCE_RECONCILE_STUCK_CHECKOUTS = "maintenance.reconcile_stuck_checkouts"
 MAINTENANCE_PRUNE_PROCESSED_EVENTS = "maintenance.prune_processed_events"
 MAINTENANCE_BACKFILL_STRIPE_EVENTS = "maintenance.backfill_stripe_events"
+MAINTENANCE_APPLY_RETENTION = "maintenance.apply_retention"
 
 ALL = frozenset(
     {
@@ -44,6 +45,7 @@ ALL = frozenset(
         MAINTENANCE_RECONCILE_STUCK_CHECKOUTS,
         MAINTENANCE_PRUNE_PROCESSED_EVENTS,
         MAINTENANCE_BACKFILL_STRIPE_EVENTS,
+        MAINTENANCE_APPLY_RETENTION,
     }
 )
 
