@@ -303,16 +303,7 @@ def handle_charge_refunded(session: Session, event: dict[str, Any]) -> str | Non
     entitlements are recomputed from the payments, which now say so.
     """
     charge = _object(event)
-    stripe_payment_intent_id = _id_of(charge.get("payment_intent"))
-    payment = (
-        session.execute(
-            select(PaymentIntent)
-            .where(PaymentIntent.stripe_payment_intent_id == stripe_payment_intent_id)
-            .with_for_update()
-        ).scalar_one_or_none()
-        if stripe_payment_intent_id
-        else None
-    )
+    payment = _lock_payment(session, _id_of(charge.get("payment_intent")))
     if payment is None:
         return _not_ours("Charge", charge.get("id"))
     amount_refunded = min(int(charge.get("amount_refunded") or 0), payment.amount)
@@ -335,6 +326,20 @@ def _lock_payment(session: Session, stripe_payment_intent_id: str | None) -> Pay
     ).scalar_one_or_none()
 
 
+def _apply_current_refunds(
+    session: Session, payment: PaymentIntent, charge_id: str, at: datetime | None
+) -> None:
+    """Set the payment's refunded amount to the charge's current `amount_refunded`."""
+    charge = get_gateway().retrieve_charge(charge_id)
+    amount_refunded = min(int(charge.amount_refunded or 0), payment.amount)
+    if amount_refunded == payment.amount_refunded:
+        return
+    payment.amount_refunded = amount_refunded
+    payment.refunded_at = (at or utcnow()) if amount_refunded else None
+    session.flush()
+    recompute_entitlements(session, payment.customer_id)
+
+
 def handle_refund_updated(session: Session, event: dict[str, Any]) -> str | None:
     """`charge.refund.updated`: a refund that failed gave the buyer nothing back.
 
@@ -345,19 +350,9 @@ def handle_refund_updated(session: Session, event: dict[str, Any]) -> str | None
     payment = _lock_payment(session, _id_of(refund.get("payment_intent")))
     if payment is None:
         return _not_ours("Refund", refund.get("id"))
-    if refund.get("status") != "failed":
-        return None
     charge_id = _id_of(refund.get("charge"))
-    if charge_id is None:
-        return None
-    charge = get_gateway().retrieve_charge(charge_id)
-    amount_refunded = min(int(charge.amount_refunded or 0), payment.amount)
-    if amount_refunded != payment.amount_refunded:
-        payment.amount_refunded = amount_refunded
-        if amount_refunded == 0:
-            payment.refunded_at = None
-        session.flush()
-        recompute_entitlements(session, payment.customer_id)
+    if refund.get("status") == "failed" and charge_id is not None:
+        _apply_current_refunds(session, payment, charge_id, _event_created(event))
     return None
 
 
