@@ -14,6 +14,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.celery_app import init_celery
+    from app.cors import init_cors
     from app.db import db
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging, connect_celery_signals, init_request_logging
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.realtime import init_realtime
     from app.redis_client import init_redis
     from app.security_headers import register_security_headers
+    from app.versions import init_versions
 
     settings = settings or Settings.from_env(**overrides)
     settings.require_safe_secrets()
@@ -38,7 +40,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
 
-    db.configure(settings.database_url, pool_size=settings.db_pool_size)
+    db.configure(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        lock_timeout_ms=settings.db_lock_timeout_ms,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
     init_redis(app, settings.redis_url)
     init_rate_limits(app, settings)
     init_realtime(app, settings.redis_url)
@@ -47,9 +54,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_request_logging(app)
     register_error_handlers(app)
     register_request_guards(app)
+    init_cors(app)
     init_metrics(app)
     register_security_headers(app)
     _register_blueprints(app)
+    init_versions(app)
 
     from app.cli import billingos_cli
 
@@ -67,12 +76,25 @@ def _register_blueprints(app: Flask) -> None:
     from app.catalog.routes import bp as catalog
     from app.checkout.routes import bp as checkout
     from app.customers.routes import bp as customers
+    from app.entitlements.routes import bp as features
     from app.ops.routes import bp as ops
+    from app.organizations.routes import bp as organizations
     from app.session_tokens.routes import bp as session_tokens
     from app.streams.routes import bp as streams
     from app.webhooks.routes import bp as webhooks
 
-    for bp in (ops, session_tokens, api_keys, catalog, checkout, streams, customers, webhooks):
+    for bp in (
+        ops,
+        organizations,
+        session_tokens,
+        api_keys,
+        catalog,
+        checkout,
+        streams,
+        customers,
+        features,
+        webhooks,
+    ):
         app.register_blueprint(bp)
 
 

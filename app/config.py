@@ -125,6 +125,19 @@ def _rate_limits(env: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
     return rules
 
 
+def _mode(env: dict[str, str]) -> str:
+    """BILLINGOS_MODE, checked against the Stripe key: live mode takes real money only."""
+    mode = env.get("BILLINGOS_MODE") or "test"
+    if mode not in ("test", "live"):
+        raise ConfigError(f"BillingOS: BILLINGOS_MODE must be test or live, got {mode!r}")
+    stripe_key = env.get("STRIPE_SECRET_KEY") or ""
+    if mode == "live" and not stripe_key.startswith("sk_live_"):
+        raise ConfigError("BillingOS: BILLINGOS_MODE=live needs a STRIPE_SECRET_KEY sk_live_…")
+    if mode == "test" and stripe_key.startswith("sk_live_"):
+        raise ConfigError("BillingOS: a live STRIPE_SECRET_KEY needs BILLINGOS_MODE=live")
+    return mode
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -152,6 +165,11 @@ class Settings:
         default_factory=lambda: {"checkout_create_per_token": "30/minute", **RATE_LIMIT_DEFAULTS}
     )
     db_pool_size: int = 10
+    # A statement waiting longer than this for a row lock fails (55P03) instead of hanging: a
+    # task retries it, a request answers 503 with Retry-After. 0 disables the limit.
+    db_lock_timeout_ms: int = 5000
+    # Any single statement running longer than this is canceled (57014). 0 disables it.
+    db_statement_timeout_ms: int = 30000
     # Retention (app/retention.py): days after which data nobody needs any more is removed.
     session_token_retention_days: int = 7
     client_secret_retention_days: int = 1
@@ -162,6 +180,11 @@ class Settings:
     # `/metrics` answers only `Authorization: Bearer <this>`; unset, it is not served at all.
     metrics_token: str | None = None
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
+    # test | live: the mode of the credentials this deployment mints and accepts.
+    mode: str = "test"
+    # Where a credential of the other mode belongs (the hosts the SDKs pick from a prefix).
+    test_api_url: str = "https://sandbox-api.billingos.dev"
+    live_api_url: str = "https://api.billingos.dev"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -214,6 +237,7 @@ class Settings:
 
         webhook_secrets = webhook_secrets_from(env) or (secret("STRIPE_WEBHOOK_SECRET"),)
 
+        billing_mode = _mode(env)
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
         values: dict[str, Any] = {
             "env": mode,
@@ -240,6 +264,10 @@ class Settings:
                 env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
+            "db_lock_timeout_ms": _int(env, "DB_LOCK_TIMEOUT_MS", defaults.db_lock_timeout_ms),
+            "db_statement_timeout_ms": _int(
+                env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms
+            ),
             **{
                 name: _int(env, name.upper(), getattr(defaults, name))
                 for name in RETENTION_SETTINGS
@@ -249,6 +277,9 @@ class Settings:
                 env, "API_KEY_ROTATION_OVERLAP_SECONDS", defaults.api_key_rotation_overlap_seconds
             ),
             "realtime": realtime_settings(env),
+            "mode": billing_mode,
+            "test_api_url": env.get("BILLINGOS_TEST_API_URL") or defaults.test_api_url,
+            "live_api_url": env.get("BILLINGOS_LIVE_API_URL") or defaults.live_api_url,
         }
         values["rate_limits"] = _rate_limits(env, values)
         known = {f.name for f in fields(cls)}

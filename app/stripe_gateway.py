@@ -55,6 +55,20 @@ PRODUCT_METADATA = "billingos_product_id"
 PRICE_METADATA = "billingos_price_id"
 SUBSCRIPTION_METADATA = "billingos_subscription_id"
 
+# The object types `StripeGateway.retrieve_object` can fetch again at our API version.
+REFETCHABLE_OBJECT_TYPES = frozenset(
+    {
+        "payment_intent",
+        "setup_intent",
+        "subscription",
+        "invoice",
+        "charge",
+        "refund",
+        "dispute",
+        "checkout.session",
+    }
+)
+
 # Which payment methods our intents accept: cards and the wallets that pay with one (Apple Pay,
 # Google Pay). BillingOS confirms intents server-side and the embedded checkout never leaves
 # the app, so no payment method may need a full-page redirect: Stripe refuses to confirm an
@@ -613,7 +627,7 @@ class StripeGateway:
     def retrieve_object(self, object_type: str, stripe_id: str) -> stripe.StripeObject | None:
         """An event's `data.object` fetched again at our pinned API version, for the object
         types BillingOS reads; None for any other type."""
-        services: dict[str, Any] = {
+        services: dict[str, Any] = {  # keys: REFETCHABLE_OBJECT_TYPES
             "payment_intent": self.client.v1.payment_intents,
             "setup_intent": self.client.v1.setup_intents,
             "subscription": self.client.v1.subscriptions,

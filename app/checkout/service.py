@@ -26,8 +26,9 @@ from app.checkout.schemas import (
     CheckoutListQuery,
     PaymentListQuery,
 )
+from app.currencies import charge_amount_problem
 from app.db import db
-from app.errors import ApiError, Conflict, NotFound
+from app.errors import ApiError, Conflict, NotFound, ValidationFailed
 from app.pagination import paginate
 from models import CheckoutSession, Customer, PaymentIntent, Subscription
 from models.base import sql_in_list, utcnow
@@ -236,6 +237,13 @@ def create_checkout(
         return _repeat(existing, data, bound)
     if product_id is None:
         raise PriceNotFound("No such price, or it is no longer for sale.")
+    problem = charge_amount_problem(amount * data.quantity, currency)
+    if problem is not None:
+        # The insert (if it happened) rolls back with the request: nothing reaches Stripe.
+        raise ValidationFailed(
+            f"The checkout total (price amount x quantity) {problem}.",
+            errors=[{"loc": ["body", "quantity"], "msg": problem, "type": "charge_amount"}],
+        )
     if subscribed:
         raise AlreadySubscribed("You already have an active subscription to this product.")
     if inserted_id is None:
@@ -329,6 +337,10 @@ def confirm_checkout(
     if data.customer_name is not None:
         changes["customer_name"] = data.customer_name
     checkout.transition(PROCESSING, **changes)
+    # Kept so that a lost `checkout.confirm` message can be sent again by the reconciler.
+    checkout.confirmation = checkout.version
+    checkout.confirm_payment_method = data.payment_method_id
+    checkout.confirm_confirmation_token = data.confirmation_token_id
     jobs.enqueue_after_commit(
         session,
         jobs.CHECKOUT_CONFIRM,

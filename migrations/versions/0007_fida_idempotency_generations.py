@@ -1,7 +1,7 @@
 """idempotency_generations: replace a per-resource Stripe key after a stored failure
 
-Revision ID: 0005_fida
-Revises: 0004
+Revision ID: 0007_fida
+Revises: 0006
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_fida"
-down_revision: str | None = "0004"
+revision: str = "0007_fida"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """payment_intents.dispute_status: a disputed payment, visible to the merchant
 
-Revision ID: 0006_fida
-Revises: 0005_fida
+Revision ID: 0008_fida
+Revises: 0007_fida
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_fida"
-down_revision: str | None = "0005_fida"
+revision: str = "0008_fida"
+down_revision: str | None = "0007_fida"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
