@@ -467,8 +467,8 @@ def at_our_version(session: Session, event: dict[str, Any]) -> dict[str, Any]:
     Stripe renders an event in the endpoint's API version, which need not be ours (an endpoint
     created in the Dashboard, or not yet upgraded); older shapes lack fields we read — an
     invoice's `parent.subscription_details` exists only since 2025-03-31. Such an event is not
-    dropped: its object is fetched again at our version, and the event is counted on
-    `billingos_stripe_event_api_version_mismatch_total`.
+    dropped: its object is fetched again at our version (the caller counts the event on
+    `billingos_stripe_event_api_version_mismatch_total` once it is applied).
     """
     version = event.get("api_version")
     ours = settings_of(current_app).stripe_api_version
@@ -477,17 +477,18 @@ def at_our_version(session: Session, event: dict[str, Any]) -> dict[str, Any]:
     obj = _object(event)
     object_type, stripe_id = str(obj.get("object")), obj.get("id")
     if not stripe_id or object_type not in REFETCHABLE_OBJECT_TYPES:
-        STRIPE_EVENT_VERSION_MISMATCH.labels(str(version)[:40]).inc()
-        return event
+        return {**event, "api_version": ours}
     fetched = _fetched(
         session,
         (object_type, str(stripe_id)),
         None,
         lambda: get_gateway().retrieve_object(object_type, str(stripe_id)),
     )
-    # Counted once the object is in hand: a read rolls the attempt back and runs it again.
-    STRIPE_EVENT_VERSION_MISMATCH.labels(str(version)[:40]).inc()
     return {**event, "api_version": ours, "data": {**event["data"], "object": fetched}}
+
+
+def count_version_mismatch(api_version: str) -> None:
+    STRIPE_EVENT_VERSION_MISMATCH.labels(api_version[:40]).inc()
 
 
 HANDLERS: dict[str, Handler] = {

@@ -237,6 +237,8 @@ class ProcessingResult:
 
     outcome: str  # processed | already_done | ignored | missing
     note: str | None = None
+    # The event's API version when it was not ours (its object was re-fetched at ours).
+    other_api_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,10 +277,15 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     (`stripe_sync.transaction_with_stripe_reads`).
     """
     from app.stripe_sync import transaction_with_stripe_reads
+    from app.webhooks.handlers import count_version_mismatch
 
-    return transaction_with_stripe_reads(
+    result = transaction_with_stripe_reads(
         lambda session: _process_once(session, stripe_event_id), rounds=MAX_STRIPE_READS
     )
+    if result.other_api_version:
+        # Counted here, once: a Stripe read runs the attempt's transaction again.
+        count_version_mismatch(result.other_api_version)
+    return result
 
 
 def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
@@ -293,7 +300,8 @@ def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     if handler is None:
         row.status = IGNORED
         return ProcessingResult("ignored")
-    note = handler(session, at_our_version(session, row.payload))
+    event = at_our_version(session, row.payload)
+    note = handler(session, event)
     row.status = PROCESSED
     row.attempts += 1
     row.processed_at = utcnow()
@@ -303,7 +311,8 @@ def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     row.last_error = note
     if note:
         log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
-    return ProcessingResult("processed", note)
+    other_version = row.payload.get("api_version") if event is not row.payload else None
+    return ProcessingResult("processed", note, other_api_version=other_version)
 
 
 def record_processing_failure(
