@@ -16,6 +16,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.celery_app import init_celery
     from app.cors import init_cors
     from app.db import db
+    from app.demo.routes import register_demo
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging, connect_celery_signals, init_request_logging
     from app.metrics import connect_task_metrics, init_metrics, watch_checkout_settlements
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_metrics(app)
     register_security_headers(app)
     _register_blueprints(app)
+    register_demo(app)
     init_versions(app)
 
     from app.cli import billingos_cli
@@ -76,6 +78,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.catalog.routes import bp as catalog
     from app.checkout.routes import bp as checkout
     from app.customers.routes import bp as customers
+    from app.embed.routes import bp as embed
     from app.entitlements.routes import bp as features
     from app.ops.routes import bp as ops
     from app.organizations.routes import bp as organizations
@@ -94,6 +97,7 @@ def _register_blueprints(app: Flask) -> None:
         customers,
         features,
         webhooks,
+        embed,
     ):
         app.register_blueprint(bp)
 

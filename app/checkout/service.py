@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app import jobs
@@ -311,20 +311,32 @@ def wait_while_pending(checkout: CheckoutSession, seconds: float) -> CheckoutSes
 def confirm_checkout(
     principal: CustomerPrincipal, client_secret: str, data: CheckoutConfirm
 ) -> CheckoutSession:
+    """Confirm the customer's checkout named by its client secret (the SDK's confirm)."""
+    return _confirm(
+        select(CheckoutSession).where(
+            CheckoutSession.client_secret == client_secret,
+            CheckoutSession.customer_id == principal.customer_id,
+        ),
+        data,
+    )
+
+
+def confirm_checkout_by_id(checkout_id: uuid.UUID, data: CheckoutConfirm) -> CheckoutSession:
+    """Confirm the checkout named by its id alone (the hosted checkout page's confirm).
+
+    The id is the page's capability: a random UUID4 handed only to the buyer's browser.
+    """
+    return _confirm(select(CheckoutSession).where(CheckoutSession.id == checkout_id), data)
+
+
+def _confirm(query: Select[CheckoutSession], data: CheckoutConfirm) -> CheckoutSession:
     """Mark the checkout `processing` and enqueue `checkout.confirm`.
 
     The row lock makes a concurrent second confirm wait, then see `processing` and get 409: only
     one confirmation is ever sent to Stripe.
     """
     session = db.session()
-    checkout = session.execute(
-        select(CheckoutSession)
-        .where(
-            CheckoutSession.client_secret == client_secret,
-            CheckoutSession.customer_id == principal.customer_id,
-        )
-        .with_for_update()
-    ).scalar_one_or_none()
+    checkout = session.execute(query.with_for_update()).scalar_one_or_none()
     if checkout is None:
         raise CheckoutNotFound("No such checkout.")
     if checkout.status == EXPIRED or (checkout.is_confirmable and checkout.is_expired_at(utcnow())):

@@ -309,6 +309,11 @@ def checkout_event_stream(checkout_id: str) -> ResponseReturnValue:
     stream = checkout_stream(hub_of(current_app), own_id, caller.principal.customer_id, options)
     if stream is None:
         raise NotFound("No such checkout.")
+    return event_stream_response(stream)
+
+
+def event_stream_response(stream: StatusStream) -> Response:
+    """The stream as a `text/event-stream` response that closes it however it ends."""
     response = Response(
         _sse(stream),
         mimetype="text/event-stream",

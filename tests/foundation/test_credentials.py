@@ -106,14 +106,15 @@ class TestModeSetting:
         assert self._settings().mode == "test"
 
     def test_live_needs_a_live_stripe_key(self) -> None:
-        with pytest.raises(ConfigError):
-            self._settings(BILLINGOS_MODE="live")
+        with pytest.raises(ConfigError, match="BILLINGOS_MODE=live needs a live"):
+            self._settings(BILLINGOS_MODE="live").require_safe_secrets()
         live = self._settings(BILLINGOS_MODE="live", STRIPE_SECRET_KEY="sk_live_real")
         assert live.mode == "live"
+        assert not [p for p in live.secret_problems() if "BILLINGOS_MODE" in p]
 
     def test_a_live_stripe_key_needs_live_mode_and_modes_are_known(self) -> None:
-        with pytest.raises(ConfigError):
-            self._settings(STRIPE_SECRET_KEY="sk_live_real")
+        with pytest.raises(ConfigError, match="needs BILLINGOS_MODE=live"):
+            self._settings(STRIPE_SECRET_KEY="sk_live_real").require_safe_secrets()
         with pytest.raises(ConfigError):
             self._settings(BILLINGOS_MODE="staging")
 
