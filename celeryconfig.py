@@ -68,6 +68,11 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS,
         "schedule": 6 * 3600.0,
     },
+    # Events Stripe could not deliver (or never sent), listed from Stripe and stored.
+    "backfill-stripe-events": {
+        "task": jobs.MAINTENANCE_BACKFILL_STRIPE_EVENTS,
+        "schedule": 300.0,
+    },
     # Retention: expired session tokens deleted, finished checkouts' client secrets and done
     # inbox payloads scrubbed (horizons in days are settings; see tasks/retention.py).
     "apply-retention": {

@@ -14,7 +14,10 @@ While it runs:
   each call retried with the same `Idempotency-Key` like an SDK would;
 - 20 clients send 10,000 usage events (`POST /v1/features/track-usage`, 20% of them repeating
   an idempotency key already sent), each retried with its key until answered;
-- the emulator fails 20% of its /v1 requests (error_500, timeout, reset in equal shares);
+- the emulator fails 20% of its /v1 requests (error_500, stored_500, timeout, reset in equal
+  shares; a stored_500 is replayed to every retry under its idempotency key, as Stripe does);
+- some `checkout.confirm` messages are lost: with the workers down, queued and unacknowledged
+  confirm messages are deleted from the broker, so only the sweepers can end those checkouts;
 - a worker is SIGKILLed every few seconds (and restarted, as a supervisor would), Redis is
   restarted once, Postgres is restarted once, a gunicorn worker is SIGKILLed once.
 
@@ -243,6 +246,8 @@ class ChaosRun:
         self.usage_total = 1000 if quick else 10_000
         self.send_seconds = 30 if quick else 110
         self.kill_every = 3.0 if quick else 5.0
+        self.lost_confirm_budget = 3 if quick else 10
+        self.lost_confirms = 0
         self.registry = ProcessRegistry("chaos")
         self.tmp = Path(tempfile.mkdtemp(prefix="billingos-chaos-data-"))
         self.registry.on_close(lambda: shutil.rmtree(self.tmp, ignore_errors=True))
@@ -452,6 +457,7 @@ class ChaosRun:
     # ---------------------------------------------------------------- the monkey
     def monkey(self, stop: threading.Event, duration: float) -> None:
         plan = [
+            (duration * 0.15, "lost-confirm", self._lose_confirm_messages),
             (duration * 0.25, "redis", self._restart_redis),
             (duration * 0.50, "postgres", self._restart_postgres),
             (duration * 0.75, "web", self._kill_web_worker),
@@ -484,6 +490,43 @@ class ChaosRun:
                 )
                 next_kill = time.monotonic() + self.kill_every
             stop.wait(0.2)
+
+    def _lose_confirm_messages(self) -> None:
+        """Lose `checkout.confirm` messages for good: stop the workers, delete the confirm
+        messages queued or held unacknowledged in the broker for a few seconds, restart."""
+        import redis
+
+        log("  chaos: losing checkout.confirm messages")
+        for worker in self.workers:
+            worker.kill()
+        client = redis.Redis.from_url(self.redis.url)
+        deadline, lost = time.monotonic() + 4.0, 0
+
+        def is_confirm(raw: bytes | str) -> bool:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                return False
+            if isinstance(message, list):  # the unacked hash keeps [message, exchange, key]
+                message = message[0] if message else {}
+            headers = message.get("headers") if isinstance(message, dict) else None
+            return isinstance(headers, dict) and headers.get("task") == "checkout.confirm"
+
+        while time.monotonic() < deadline and lost < self.lost_confirm_budget:
+            for raw in client.lrange("celery", 0, -1):
+                if is_confirm(raw) and client.lrem("celery", 1, raw):
+                    lost += 1
+            for tag, raw in client.hgetall("unacked").items():
+                if is_confirm(raw) and client.hdel("unacked", tag):
+                    client.zrem("unacked_index", tag)
+                    lost += 1
+            time.sleep(0.1)
+        self.lost_confirms += lost
+        extra = {"CELERY_VISIBILITY_TIMEOUT": "60"}
+        self.workers = [
+            self.stack.start_worker(f"worker{i}", concurrency=2, extra_env=extra) for i in (1, 2)
+        ]
+        self.events.append(f"{lost} checkout.confirm message(s) lost")
 
     def _restart_redis(self) -> None:
         log("  chaos: restarting Redis")
@@ -520,11 +563,12 @@ class ChaosRun:
                 "secret": self.stack.webhook_secret,
             },
         )
-        third = 0.2 / 3
+        # Rules are tried in order, so each rate is its share of what the earlier ones left.
+        share = 0.2 / 4
+        kinds = ("error_500", "stored_500", "timeout", "reset")
         faults = [
-            {"kind": "error_500", "rate": third},
-            {"kind": "timeout", "rate": third / (1 - third), "timeout_seconds": 2.0},
-            {"kind": "reset", "rate": third / (1 - 2 * third)},
+            {"kind": kind, "rate": share / (1 - i * share), "timeout_seconds": 2.0}
+            for i, kind in enumerate(kinds)
         ]
         self.stack.emulator_call("POST", "/_emulator/faults", {"rules": faults})
         log(
@@ -737,6 +781,7 @@ class ChaosRun:
             "5xx_or_connection_errors": len(five_xx),
             "5xx_while_dependency_down": len(during_outage),
             "5xx_each_retried_to_success": retried_ok,
+            "confirm_messages_lost_on_purpose": self.lost_confirms,
             "lost": lost,
             "duplicated": duplicated,
             "chaos": self.events,
@@ -873,6 +918,9 @@ def chaos_table(report: dict[str, Any]) -> str:
             f"{report['checkouts_bought']} succeeded"),
         row("PaymentIntents per checkout", ", ".join(f"{k}: {v}" for k, v in per.items()) or "—",
             "exactly 1 for every checkout"),
+        row("checkout.confirm messages lost on purpose",
+            report.get("confirm_messages_lost_on_purpose", 0),
+            "their checkouts still end succeeded (sweepers)"),
         row("5xx / connection errors answered", report["5xx_or_connection_errors"], ""),
         row("… while a dependency was down", report["5xx_while_dependency_down"],
             f"each retried to success: {'yes' if report['5xx_each_retried_to_success'] else 'NO'}"),

@@ -5,6 +5,7 @@ from models.catalog import Feature, Product, ProductFeature, ProductPrice, produ
 from models.checkout import CheckoutSession, IllegalTransition
 from models.customer import Customer, SessionToken
 from models.entitlement import Entitlement
+from models.idempotency import IdempotencyGeneration
 from models.organization import ApiKey, Organization
 from models.payment import PaymentIntent
 from models.stripe_event import StripeEvent
@@ -18,6 +19,7 @@ __all__ = [
     "Customer",
     "Entitlement",
     "Feature",
+    "IdempotencyGeneration",
     "IllegalTransition",
     "Organization",
     "PaymentIntent",

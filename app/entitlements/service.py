@@ -9,7 +9,7 @@ table match:
   subscription alive while it retries the payment) grants its product's features until its
   trial or current period ends;
 - a succeeded PaymentIntent of a checkout for a one-time price grants them with no end, until it
-  is fully refunded;
+  is fully refunded or its dispute is lost;
 - nothing else grants anything (canceled, unpaid, incomplete, incomplete_expired, paused).
 
 When something changed it also bumps `customers.entitlements_version` (UPDATE … RETURNING, under
@@ -77,6 +77,7 @@ wanted AS (
         JOIN features f ON f.id = pf.feature_id
         WHERE pi.customer_id = $1 AND pi.status = 'succeeded'
           AND pp.type = 'one_time' AND pi.amount_refunded < pi.amount
+          AND pi.dispute_status IS DISTINCT FROM 'lost'
     ) AS grants
 )"""
 

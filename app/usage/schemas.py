@@ -5,8 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.request_models import RequestModel
 from app.catalog.schemas import FEATURE_KEY_PATTERN, MAX_LIMIT, FeatureType
+from app.request_models import RequestModel
 
 
 class GrantSource(BaseModel):

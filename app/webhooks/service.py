@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,7 +45,9 @@ HANDLED_EVENT_TYPES = frozenset(
     {
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
+        "payment_intent.canceled",
         "setup_intent.succeeded",
+        "setup_intent.setup_failed",
         "invoice.paid",
         "invoice.payment_failed",
         "customer.subscription.created",
@@ -52,6 +55,10 @@ HANDLED_EVENT_TYPES = frozenset(
         "customer.subscription.deleted",
         "checkout.session.completed",
         "charge.refunded",
+        "charge.refund.updated",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
     }
 )
 # Stripe's own default: a signature older than five minutes is a replay.
@@ -111,28 +118,41 @@ class EventNotReplayable(ApiError):
 # ---------------------------------------------------------------------------- receiving
 
 
-def verify_event(payload: bytes, signature_header: str | None, secret: str) -> dict[str, Any]:
+def verify_event(
+    payload: bytes, signature_header: str | None, secrets: Sequence[str]
+) -> dict[str, Any]:
     """The event in `payload`, once its `Stripe-Signature` proves Stripe sent it recently.
 
-    Stripe's own verifier (several `v1=` signatures allowed, 300 s tolerance) on the raw bytes;
-    the body is parsed only after it is authenticated.
+    The body is decoded as UTF-8 here, explicitly: Stripe signs the text of the body, and how
+    a stripe-python version treats bytes has changed before. Stripe's own verifier then checks
+    the text (several `v1=` signatures allowed, 300 s tolerance) against each of `secrets` in
+    turn — one match is enough, so a secret can be rotated without dropping events. The body
+    is parsed only after it is authenticated.
     https://docs.stripe.com/webhooks#verify-official-libraries
     """
     try:
-        stripe.WebhookSignature.verify_header(
-            payload, signature_header, secret, SIGNATURE_TOLERANCE_SECONDS
-        )
-    except stripe.SignatureVerificationError:
-        raise InvalidSignature("The Stripe-Signature header does not match the body.") from None
+        text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidPayload("The body is not UTF-8.") from None
+    if not any(_signed_with(text, signature_header, secret) for secret in secrets):
+        raise InvalidSignature("The Stripe-Signature header does not match the body.")
     try:
-        event = json.loads(payload)
+        event = json.loads(text)
     except ValueError:
         raise InvalidPayload("The body is not JSON.") from None
     if not _is_event_envelope(event):
         raise InvalidPayload("The body is not a Stripe event.")
     return event
+
+
+def _signed_with(text: str, signature_header: str | None, secret: str) -> bool:
+    try:
+        stripe.WebhookSignature.verify_header(
+            text, signature_header, secret, SIGNATURE_TOLERANCE_SECONDS
+        )
+    except stripe.SignatureVerificationError:
+        return False
+    return True
 
 
 def _is_event_envelope(event: Any) -> bool:
@@ -217,6 +237,8 @@ class ProcessingResult:
 
     outcome: str  # processed | already_done | ignored | missing
     note: str | None = None
+    # The event's API version when it was not ours (its object was re-fetched at ours).
+    other_api_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -255,14 +277,19 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     (`stripe_sync.transaction_with_stripe_reads`).
     """
     from app.stripe_sync import transaction_with_stripe_reads
+    from app.webhooks.handlers import count_version_mismatch
 
-    return transaction_with_stripe_reads(
+    result = transaction_with_stripe_reads(
         lambda session: _process_once(session, stripe_event_id), rounds=MAX_STRIPE_READS
     )
+    if result.other_api_version:
+        # Counted here, once: a Stripe read runs the attempt's transaction again.
+        count_version_mismatch(result.other_api_version)
+    return result
 
 
 def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
-    from app.webhooks.handlers import HANDLERS
+    from app.webhooks.handlers import HANDLERS, at_our_version
 
     row = _lock_event(session, stripe_event_id)
     if row is None:
@@ -273,7 +300,8 @@ def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     if handler is None:
         row.status = IGNORED
         return ProcessingResult("ignored")
-    note = handler(session, row.payload)
+    event = at_our_version(session, row.payload)
+    note = handler(session, event)
     row.status = PROCESSED
     row.attempts += 1
     row.processed_at = utcnow()
@@ -283,7 +311,8 @@ def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     row.last_error = note
     if note:
         log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
-    return ProcessingResult("processed", note)
+    other_version = row.payload.get("api_version") if event is not row.payload else None
+    return ProcessingResult("processed", note, other_api_version=other_version)
 
 
 def record_processing_failure(
