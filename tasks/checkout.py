@@ -1,4 +1,4 @@
-"""Celery tasks: the Stripe work of a checkout (bodies in app/checkout/stripe_steps.py).
+"""Celery tasks: the Stripe work of a checkout (bodies in app/checkout/stripe_steps/).
 
 Retry policy (https://docs.celeryq.dev/en/stable/userguide/tasks.html#retrying): transient
 errors — Stripe unreachable, timed out, 5xx, rate limited; Postgres connection lost, deadlock —

@@ -2,7 +2,7 @@
 
 Nothing here calls Stripe: create inserts a `pending` checkout and enqueues `checkout.prepare`
 after commit; confirm marks it `processing` under a row lock and enqueues `checkout.confirm`.
-The Stripe work is in app/checkout/stripe_steps.py.
+The Stripe work is in app/checkout/stripe_steps/.
 """
 
 from __future__ import annotations
