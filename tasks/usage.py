@@ -12,7 +12,7 @@ from celery import shared_task
 
 from app import jobs
 from app.db import db
-from app.usage.service import roll_up_ledger
+from app.usage.rollup import roll_up_ledger
 
 log = logging.getLogger(__name__)
 

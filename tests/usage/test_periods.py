@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from app.db import db
 from app.usage import service as usage
+from app.usage.grants import calendar_period
 from models import Subscription
 from tests.support.billing import subscribe_with_card
 from tests.usage.conftest import buy, check, track
@@ -53,21 +54,21 @@ class TestCalendarPeriod:
         buy(buyer, plans.storage_pack)
         body = track(client, buyer, 20, feature_key="storage_gb").get_json()
         now = datetime.now(UTC)
-        start, end = usage.calendar_period("month", now)
+        start, end = calendar_period("month", now)
         assert datetime.fromisoformat(body["period_start"]) == start
         assert datetime.fromisoformat(body["period_end"]) == end
         assert check(client, buyer, "storage_gb")["usage"] == 20
 
     def test_calendar_periods(self):
         december = datetime(2026, 12, 15, 8, tzinfo=UTC)
-        assert usage.calendar_period("month", december) == (
+        assert calendar_period("month", december) == (
             datetime(2026, 12, 1, tzinfo=UTC),
             datetime(2027, 1, 1, tzinfo=UTC),
         )
-        assert usage.calendar_period("year", december) == (
+        assert calendar_period("year", december) == (
             datetime(2026, 1, 1, tzinfo=UTC),
             datetime(2027, 1, 1, tzinfo=UTC),
         )
-        assert usage.calendar_period(None, datetime(2026, 2, 28, tzinfo=UTC))[1] == datetime(
+        assert calendar_period(None, datetime(2026, 2, 28, tzinfo=UTC))[1] == datetime(
             2026, 3, 1, tzinfo=UTC
         )

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from app.db import db
-from app.usage.service import LEDGER_RETENTION, roll_up_ledger
+from app.usage.rollup import LEDGER_RETENTION, roll_up_ledger
 from models import UsageAggregate, UsageEvent, UsageRollup
 from models.base import utcnow
 from tasks.usage import roll_up_usage_ledger
