@@ -9,7 +9,7 @@ says which version it was rendered in (same header).
   camelCase bodies on the routes they call, errors as `{"error": {"message", "code",
   "details"}}` served as `application/json` (the React SDK parses a body only when its content
   type contains `application/json`, and maps 400 — not 422 — to a validation error). Its
-  translators are in `app/versions/sdk_2026_01_01.py`; a route without one renders the same
+  translators are in `app/versions/sdk_2026_01_01/`; a route without one renders the same
   body in both versions.
 
 An error answered before any organization is known (a missing or invalid credential) and without

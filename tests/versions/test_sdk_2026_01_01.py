@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 
 from app.db import db
 from app.entitlements.service import recompute_entitlements
-from app.versions import V2026_11_27, sdk_2026_01_01
+from app.versions import V2026_11_27
+from app.versions.sdk_2026_01_01 import checkout as sdk_checkout
 from models import Customer
 from tests.factories import Merchant
 from tests.support.ownership import make_purchase, make_subscription
@@ -337,7 +338,7 @@ class TestCheckout:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         # No worker runs, so the checkout cannot open within the (shortened) bound.
-        monkeypatch.setattr(sdk_2026_01_01, "CREATE_WAIT_SECONDS", 0.2)
+        monkeypatch.setattr(sdk_checkout, "CREATE_WAIT_SECONDS", 0.2)
         response = client.post(
             "/v1/checkout/create",
             json={"priceId": str(catalog.monthly.id)},
