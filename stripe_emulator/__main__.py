@@ -9,7 +9,8 @@ import signal
 import sys
 
 from .engine import Engine
-from .server import App, serve
+from .http_server import serve
+from .server import App
 from .webhooks import DEFAULT_RETRY_DELAYS, Dispatcher
 
 
