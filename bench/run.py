@@ -191,6 +191,13 @@ def _start(registry: ProcessRegistry, quick: bool) -> BenchContext:
     except (RuntimeError, TimeoutError) as exc:
         log(f"baseline webhook app did not start: {exc}")
         baseline_port = None
+    raw_port: int | None
+    try:
+        _, raw_port = stack.start_web("raw", wsgi="bench.raw_webhook_app:app")
+        log(f"raw-stack webhook baseline on :{raw_port}")
+    except (RuntimeError, TimeoutError) as exc:
+        log(f"raw-stack webhook baseline did not start: {exc}")
+        raw_port = None
     seed = stack.seed(f"http://127.0.0.1:{web_port}", buyers=20)
     log(f"seeded organization {seed.organization_id}: 2 products, {len(seed.buyers)} buyers")
     # The harness commits checkout changes itself (status latency, broadcast): the same code
@@ -201,6 +208,7 @@ def _start(registry: ProcessRegistry, quick: bool) -> BenchContext:
         seed=seed,
         web_port=web_port,
         baseline_port=baseline_port,
+        raw_port=raw_port,
         durations=Durations.for_mode(quick),
         loadgen_processes=int(os.environ.get("BENCH_LOADGEN_PROCESSES", "2")),
         app=app,

@@ -52,8 +52,8 @@ _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 )
 def receive_stripe_webhook() -> ResponseReturnValue:
     payload = request.get_data(cache=False)
-    secret = settings_of(current_app).stripe_webhook_secret
-    event = service.verify_event(payload, request.headers.get("Stripe-Signature"), secret)
+    secrets = (settings_of(current_app).stripe_webhook_secret,)
+    event = service.verify_event(payload, request.headers.get("Stripe-Signature"), secrets)
     assert db.engine is not None
     try:
         # A connection of its own rather than the ORM session: this path does one statement.

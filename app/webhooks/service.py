@@ -18,12 +18,12 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import cast as cast_type
 
-import stripe
 from sqlalchemy import Connection, Table, bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from app import jobs
 from app.db import db
 from app.errors import ApiError, NotFound, ServiceUnavailable
 from app.logging_setup import redact
+from app.webhooks import signature
 from models import StripeEvent
 from models.base import utcnow
 from models.stripe_event import FAILED, IGNORED, PENDING, PROCESSED
@@ -108,23 +109,22 @@ class EventNotReplayable(ApiError):
 # ---------------------------------------------------------------------------- receiving
 
 
-def verify_event(payload: bytes, signature_header: str | None, secret: str) -> dict[str, Any]:
+def verify_event(
+    payload: bytes, signature_header: str | None, secrets: Sequence[str]
+) -> dict[str, Any]:
     """The event in `payload`, once its `Stripe-Signature` proves Stripe sent it recently.
 
-    Stripe's own verifier (several `v1=` signatures allowed, 300 s tolerance) on the raw bytes;
-    the body is parsed only after it is authenticated.
-    https://docs.stripe.com/webhooks#verify-official-libraries
+    HMAC-SHA256 of the raw bytes against each of `secrets` (one match is enough, so a secret
+    can be rotated without dropping events; several `v1=` signatures allowed, 300 s
+    tolerance); the body is parsed only after it is authenticated.
+    https://docs.stripe.com/webhooks#verify-manually
     """
-    try:
-        stripe.WebhookSignature.verify_header(
-            payload, signature_header, secret, SIGNATURE_TOLERANCE_SECONDS
-        )
-    except stripe.SignatureVerificationError:
-        raise InvalidSignature("The Stripe-Signature header does not match the body.") from None
-    except UnicodeDecodeError:
-        raise InvalidPayload("The body is not UTF-8.") from None
+    if not signature.is_signed(payload, signature_header, secrets, SIGNATURE_TOLERANCE_SECONDS):
+        raise InvalidSignature("The Stripe-Signature header does not match the body.")
     try:
         event = json.loads(payload)
+    except UnicodeDecodeError:
+        raise InvalidPayload("The body is not UTF-8.") from None
     except ValueError:
         raise InvalidPayload("The body is not JSON.") from None
     if not _is_event_envelope(event):
@@ -200,7 +200,7 @@ def enqueue_processing(stripe_event_id: str) -> None:
     (`maintenance.requeue_unprocessed_events`) sends it later, so Stripe still gets its 200.
     """
     try:
-        jobs.send(jobs.STRIPE_PROCESS_EVENT, stripe_event_id)
+        jobs.publish(jobs.STRIPE_PROCESS_EVENT, stripe_event_id)
     except Exception:
         log.warning("could not enqueue %s; the sweeper will", stripe_event_id, exc_info=True)
 

@@ -49,6 +49,10 @@ class BenchContext:
     loadgen_processes: int
     app: Flask
     quick: bool
+    # The raw-stack ingest baseline (bench/raw_webhook_app.py), when it started.
+    raw_port: int | None = None
+    # BillingOS's ingest saturation (events/s) once webhook_ingest measured it this run.
+    ingest_saturation: float | None = None
     plots: dict[str, Any] = field(default_factory=dict)  # data for bench.plots
     workers: list[Managed] = field(default_factory=list)
 
