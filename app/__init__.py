@@ -33,7 +33,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
 
-    db.configure(settings.database_url, pool_size=settings.db_pool_size)
+    db.configure(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        server_prepare=settings.db_server_prepare,
+    )
     init_redis(app, settings.redis_url)
     init_realtime(app, settings.redis_url)
     init_celery(app, settings)

@@ -75,6 +75,10 @@ class Settings:
     checkout_rate_limit: int = 30
     checkout_rate_window_seconds: int = 60
     db_pool_size: int = 10
+    # Server-side PREPARE for the entitlement diff (saves Postgres its planning per event).
+    # Off behind a pooler in transaction mode (pgbouncer), which cannot keep a session's
+    # prepared statements: DB_SERVER_PREPARE=0.
+    db_server_prepare: bool = True
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -117,6 +121,7 @@ class Settings:
                 env, "CHECKOUT_RATE_WINDOW_SECONDS", defaults.checkout_rate_window_seconds
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
+            "db_server_prepare": env.get("DB_SERVER_PREPARE", "1") != "0",
             "realtime": realtime_settings(env),
         }
         known = {f.name for f in fields(cls)}
