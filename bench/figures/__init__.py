@@ -61,9 +61,11 @@ class BenchContext:
         return f"http://127.0.0.1:{self.web_port}"
 
     # ------------------------------------------------------------------ workers
-    def start_workers(self) -> None:
+    def start_workers(self, extra_env: dict[str, str] | None = None) -> None:
         if not self.workers:
-            self.workers.append(self.stack.start_worker("worker", concurrency=2))
+            self.workers.append(
+                self.stack.start_worker("worker", concurrency=2, extra_env=extra_env)
+            )
 
     def stop_workers(self) -> None:
         for worker in self.workers:
