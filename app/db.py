@@ -76,8 +76,12 @@ class Database:
             assert self.engine is not None, "db.configure() first"
             self._autocommit = create_engine(
                 self.engine.url,
+                # A fixed pool: each request holds a connection for one statement, and under
+                # load overflow connections were opened and closed per request (a connect and
+                # a disconnect cost more than the insert).
                 pool_size=self.engine.pool.size(),  # type: ignore[attr-defined]
-                max_overflow=self.engine.pool.size(),  # type: ignore[attr-defined]
+                max_overflow=0,
+                pool_timeout=5,
                 pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
                 connect_args={"options": "-c timezone=UTC"},

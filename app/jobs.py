@@ -157,7 +157,14 @@ def init_publisher(app: Flask, broker_url: str, shared: redis.Redis | None = Non
     )
 
 
-def publish(name: str, *args: str) -> None:
-    """Send task `name` now with string arguments: one LPUSH of a pre-built message."""
-    client: redis.Redis = current_flask_app.extensions["broker_redis"]
-    client.lpush(DEFAULT_QUEUE, task_message(name, *args))
+def broker_of(app: Flask) -> redis.Redis:
+    client: redis.Redis = app.extensions["broker_redis"]
+    return client
+
+
+def publish(name: str, *args: str, client: redis.Redis | None = None) -> None:
+    """Send task `name` now with string arguments: one LPUSH of a pre-built message.
+
+    To the app's broker (`client`, or the current app's when not given).
+    """
+    (client or broker_of(current_flask_app)).lpush(DEFAULT_QUEUE, task_message(name, *args))

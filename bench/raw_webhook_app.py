@@ -36,8 +36,12 @@ TOLERANCE_SECONDS = 300
 
 settings = Settings.from_env()
 # Autocommit: the INSERT is its own transaction, one round trip (no BEGIN/COMMIT, no pre-ping).
+# A fixed pool of DB_POOL_SIZE, as BillingOS's ingest engine (app/db.py): no connection churn.
 engine = create_engine(
-    settings.database_url, pool_size=5, max_overflow=5, isolation_level="AUTOCOMMIT"
+    settings.database_url,
+    pool_size=settings.db_pool_size,
+    max_overflow=0,
+    isolation_level="AUTOCOMMIT",
 )
 broker = redis.Redis.from_url(settings.broker_url)
 SECRET = settings.stripe_webhook_secret.encode()

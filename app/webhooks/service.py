@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import cast as cast_type
 
+import redis
 from sqlalchemy import Connection, Table, bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -193,14 +194,14 @@ def is_handled(event: dict[str, Any]) -> bool:
     return event["type"] in HANDLED_EVENT_TYPES
 
 
-def enqueue_processing(stripe_event_id: str) -> None:
+def enqueue_processing(stripe_event_id: str, client: redis.Redis | None = None) -> None:
     """Send `stripe.process_event` for a stored event; call only after the insert committed.
 
     If the broker is unreachable the event stays `pending` in the inbox and the sweeper
     (`maintenance.requeue_unprocessed_events`) sends it later, so Stripe still gets its 200.
     """
     try:
-        jobs.publish(jobs.STRIPE_PROCESS_EVENT, stripe_event_id)
+        jobs.publish(jobs.STRIPE_PROCESS_EVENT, stripe_event_id, client=client)
     except Exception:
         log.warning("could not enqueue %s; the sweeper will", stripe_event_id, exc_info=True)
 

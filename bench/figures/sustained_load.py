@@ -72,15 +72,21 @@ class _InboxSampler(threading.Thread):
         )
         connection.autocommit = True
         cursor = connection.cursor()
+        query = (
+            "SELECT count(*) FILTER (WHERE status = 'pending'),"
+            " count(*) FILTER (WHERE status <> 'pending') FROM stripe_events"
+        )
+        # Events earlier figures left processed are not this run's effects.
+        cursor.execute(query)
+        _, done_before = cursor.fetchone()
         started = time.monotonic()
         try:
             while not self.stopping.wait(0.5):
-                cursor.execute(
-                    "SELECT count(*) FILTER (WHERE status = 'pending'),"
-                    " count(*) FILTER (WHERE status <> 'pending') FROM stripe_events"
-                )
+                cursor.execute(query)
                 pending, done = cursor.fetchone()
-                self.samples.append((time.monotonic() - started, int(pending), int(done)))
+                self.samples.append(
+                    (time.monotonic() - started, int(pending), int(done) - int(done_before))
+                )
         finally:
             connection.close()
 
