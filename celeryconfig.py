@@ -44,7 +44,13 @@ timezone = "UTC"
 enable_utc = True
 
 # The task modules the worker loads; between them they register every name in `app.jobs.ALL`.
-imports = ("tasks.catalog", "tasks.checkout", "tasks.stripe_events", "tasks.maintenance")
+imports = (
+    "tasks.catalog",
+    "tasks.checkout",
+    "tasks.stripe_events",
+    "tasks.maintenance",
+    "tasks.retention",
+)
 
 beat_schedule: dict[str, dict[str, object]] = {
     # Webhook inbox (issue 5): resend events whose task was lost, settle checkouts a webhook
@@ -60,6 +66,12 @@ beat_schedule: dict[str, dict[str, object]] = {
     "prune-processed-stripe-events": {
         "task": jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS,
         "schedule": 6 * 3600.0,
+    },
+    # Retention: expired session tokens deleted, finished checkouts' client secrets and done
+    # inbox payloads scrubbed (horizons in days are settings; see tasks/retention.py).
+    "apply-retention": {
+        "task": jobs.MAINTENANCE_APPLY_RETENTION,
+        "schedule": 3600.0,
     },
     # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or
     # incomplete subscription in Stripe and mark it expired.

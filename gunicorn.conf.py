@@ -2,6 +2,8 @@
 
 import os
 
+from app.logging_setup import GUNICORN_LOGCONFIG
+
 # All interfaces by default: a Heroku-style platform routes to $PORT on the dyno's interface.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"  # noqa: S104
 # gevent: thousands of idle websocket and SSE connections per process cost greenlets, not threads.
@@ -18,11 +20,16 @@ graceful_timeout = 20
 keepalive = 75
 # The access log shows the path without its query string: `?token=` must never reach a log.
 accesslog = "-" if os.environ.get("ACCESS_LOG", "1") == "1" else None
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
-# gunicorn answers an over-long request line with an HTML 414; lifting its limit lets the app
-# answer with problem+json (app/errors.py caps URLs at 8 KiB). The platform's router (Heroku:
-# 8 KiB) bounds what reaches gunicorn in production.
-limit_request_line = 0
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}o)s'
+# Bounded request line and headers: unlimited ones let a client make gunicorn's parser do
+# quadratic work on one request. 8190 is gunicorn's maximum; the app refuses URLs over 8000
+# bytes itself (app/errors.py), so up to there a long URL is answered with problem+json, past
+# it gunicorn answers with its own 414 page without reaching the app.
+limit_request_line = 8190
+limit_request_fields = 64
+limit_request_field_size = 8190
+# JSON lines with the request id, like the app's own (app/logging_setup.py).
+logconfig_dict = GUNICORN_LOGCONFIG
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
@@ -51,7 +58,25 @@ def _tune_gc():
     gc.set_threshold(50_000, 10, 10)
 
 
+# Metrics of every worker in one scrape (app/metrics.py): each worker writes its samples to
+# files here. A fresh directory per start: samples of a previous run must not be added in.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="billingos-prometheus-web-")
+
+
 def on_starting(server):
-    prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if prom_dir:
-        os.makedirs(prom_dir, exist_ok=True)
+    # Check the secrets in the master, before any worker forks: a worker that fails to boot on
+    # them would be replaced forever, and the process would look up while answering nothing.
+    from app.config import Settings
+
+    Settings.from_env().require_safe_secrets()
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def child_exit(server, worker):
+    # A dead worker's open-stream gauge must not count any more.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

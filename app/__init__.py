@@ -16,17 +16,22 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.celery_app import init_celery
     from app.db import db
     from app.errors import register_error_handlers, register_request_guards
-    from app.logging_setup import configure_logging
-    from app.metrics import init_metrics
+    from app.logging_setup import configure_logging, connect_celery_signals, init_request_logging
+    from app.metrics import connect_task_metrics, init_metrics, watch_checkout_settlements
+    from app.rate_limit import init_rate_limits
     from app.realtime import init_realtime
     from app.redis_client import init_redis
+    from app.security_headers import register_security_headers
 
     settings = settings or Settings.from_env(**overrides)
+    settings.require_safe_secrets()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    connect_celery_signals()
+    connect_task_metrics()
+    watch_checkout_settlements()
 
     app = Flask("billingos", static_folder=None)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         BILLINGOS=settings,
     )
@@ -39,11 +44,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         server_prepare=settings.db_server_prepare,
     )
     init_redis(app, settings.redis_url)
+    init_rate_limits(app, settings)
     init_realtime(app, settings.redis_url)
     init_celery(app, settings)
+    # First, so even a request the guards refuse carries (and returns) a request id.
+    init_request_logging(app)
     register_error_handlers(app)
     register_request_guards(app)
     init_metrics(app)
+    register_security_headers(app)
     _register_blueprints(app)
 
     from app.cli import billingos_cli
@@ -58,6 +67,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from app.api_keys.routes import bp as api_keys
     from app.catalog.routes import bp as catalog
     from app.checkout.routes import bp as checkout
     from app.customers.routes import bp as customers
@@ -66,7 +76,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.streams.routes import bp as streams
     from app.webhooks.routes import bp as webhooks
 
-    for bp in (ops, session_tokens, catalog, checkout, streams, customers, webhooks):
+    for bp in (ops, session_tokens, api_keys, catalog, checkout, streams, customers, webhooks):
         app.register_blueprint(bp)
 
 

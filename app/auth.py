@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
+import math
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +23,16 @@ from datetime import datetime, timedelta
 from flask import g, request
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import db
 from app.errors import Forbidden, Unauthenticated
 from app.redis_client import get_redis
 from models import ApiKey, Customer, SessionToken
 from models.base import utcnow
+
+log = logging.getLogger(__name__)
 
 SECRET_KEY_PREFIX = "bos_sk_test_"
 SESSION_TOKEN_PREFIX = "bos_st_"
@@ -78,18 +84,49 @@ def _bearer() -> str:
     return credential.strip()
 
 
-def resolve_secret_key(credential: str) -> MerchantPrincipal:
+def resolve_secret_key(credential: str, now: datetime | None = None) -> MerchantPrincipal:
     if not credential.startswith(SECRET_KEY_PREFIX):
         raise Unauthenticated("The credential is not a valid secret key.")
     key_hash = digest(credential)
+    # A rotated key works until its `expires_at` (the overlap window), a revoked one never.
     row = db.session.execute(
         select(ApiKey.id, ApiKey.organization_id, ApiKey.key_hash).where(
-            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
+            ApiKey.key_hash == key_hash,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > (now or utcnow())),
         )
     ).first()
     if row is None or not hmac.compare_digest(row.key_hash, key_hash):
         raise Unauthenticated("The secret key is not valid.")
     return MerchantPrincipal(organization_id=row.organization_id, api_key_id=row.id)
+
+
+# `last_used_at` is for a merchant deciding which key to retire: minutes of precision are
+# plenty, and a write on every request would make every API call a write. Each process notes
+# a key at most once per interval, and Redis lets one process of all write the row.
+LAST_USED_INTERVAL_SECONDS = 300
+_last_noted: dict[uuid.UUID, float] = {}
+
+
+def note_key_use(api_key_id: uuid.UUID) -> None:
+    clock = time.monotonic()
+    if clock - _last_noted.get(api_key_id, -math.inf) < LAST_USED_INTERVAL_SECONDS:
+        return
+    _last_noted[api_key_id] = clock
+    try:
+        claimed = get_redis().set(
+            f"bos:auth:key-used:{api_key_id}", 1, nx=True, ex=LAST_USED_INTERVAL_SECONDS
+        )
+        if not claimed:
+            return
+        assert db.engine is not None
+        # Its own short transaction: the request's may roll back, or never commit.
+        with db.engine.begin() as conn:
+            conn.execute(
+                update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=utcnow())
+            )
+    except (RedisError, SQLAlchemyError) as error:
+        log.warning("last use of an API key not recorded: %s", type(error).__name__)
 
 
 # Session tokens are checked on every SDK call, including the hottest one (entitlements), so a
@@ -197,6 +234,7 @@ def authenticate_merchant() -> MerchantPrincipal:
     if _kind(credential) != "secret_key":
         raise WrongCredential("This endpoint is for the merchant's server: use a secret key.")
     principal = resolve_secret_key(credential)
+    note_key_use(principal.api_key_id)
     g.merchant = principal
     g.customer = None
     g.organization_id = principal.organization_id

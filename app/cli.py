@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import click
+from flask import current_app
 from sqlalchemy import select
 
+from app import settings_of
+from app.api_keys import service as api_keys
+from app.api_keys.schemas import MAX_OVERLAP_SECONDS, api_key_created, api_key_out
 from app.catalog import service as catalog
 from app.catalog.demo import DEMO_PRODUCTS
 from app.catalog.schemas import ProductCreate
 from app.customers.schemas import CustomerIn
 from app.db import db
 from app.organizations.service import create_organization, issue_secret_key, organization_named
+from app.pagination import ListQuery
 from app.session_tokens import service as session_tokens
-from models import Product
+from models import Organization, Product
 
 DEMO_ORGANIZATION = "BillingOS Demo"
 
@@ -100,6 +106,122 @@ def session_token(
         {"token": token, "expires_at": row.expires_at.isoformat(), "customer_id": str(customer.id)},
         as_json,
     )
+
+
+@billingos_cli.command("doctor")
+def doctor() -> None:
+    """Check configuration, Postgres, Redis, Stripe and the webhook endpoint (exit 1: a problem)."""
+    from flask import current_app
+
+    from app import doctor as checks
+    from app import settings_of
+
+    report = checks.run(settings_of(current_app))
+    for line in checks.lines(report):
+        click.echo(line)
+    if not report.healthy:
+        raise SystemExit(1)
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+
+def _organization(reference: str) -> Organization:
+    """An organization by id, or by name."""
+    try:
+        organization = db.session.get(Organization, uuid.UUID(reference))
+    except ValueError:
+        organization = organization_named(reference)
+    if organization is None:
+        raise click.ClickException(f"no organization {reference!r}")
+    return organization
+
+
+def _key_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.ClickException(f"not an API key id: {value!r}") from None
+
+
+_ORGANIZATION = click.option(
+    "--organization", "organization_ref", default=DEMO_ORGANIZATION, help="Id or name."
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@billingos_cli.group("api-keys")
+def api_keys_cli() -> None:
+    """An organization's secret keys: list, create, revoke, rotate."""
+
+
+@api_keys_cli.command("list")
+@_ORGANIZATION
+@_JSON
+def list_api_keys(organization_ref: str, as_json: bool) -> None:
+    """The organization's newest 100 keys (never the secrets)."""
+    organization = _organization(organization_ref)
+    rows, _ = api_keys.list_keys(organization.id, ListQuery(limit=100))
+    for row in rows:
+        out = api_key_out(row)
+        if as_json:
+            click.echo(out.model_dump_json())
+        else:
+            used = out.last_used_at.isoformat() if out.last_used_at else "never"
+            click.echo(f"{out.id}  {out.prefix}…  {out.status}  {out.name or ''}  used: {used}")
+
+
+@api_keys_cli.command("create")
+@_ORGANIZATION
+@click.option("--name", default=None, help="A label for the key.")
+@_JSON
+def create_api_key(organization_ref: str, name: str | None, as_json: bool) -> None:
+    """Create a key and print its secret (shown only once)."""
+    organization = _organization(organization_ref)
+    secret, row = api_keys.create_key(organization.id, name)
+    db.session.commit()
+    _print(api_key_created(row, secret).model_dump(mode="json"), as_json)
+
+
+@api_keys_cli.command("revoke")
+@click.argument("key_id")
+@_ORGANIZATION
+def revoke_api_key(key_id: str, organization_ref: str) -> None:
+    """Stop a key at once."""
+    organization = _organization(organization_ref)
+    try:
+        row = api_keys.revoke_key(organization.id, _key_id(key_id))
+    except api_keys.ApiKeyNotFound as error:
+        raise click.ClickException(error.detail) from None
+    db.session.commit()
+    click.echo(f"{row.id} revoked.")
+
+
+@api_keys_cli.command("rotate")
+@click.argument("key_id")
+@_ORGANIZATION
+@click.option(
+    "--overlap-seconds",
+    type=click.IntRange(0, MAX_OVERLAP_SECONDS),
+    default=None,
+    help="How long the old key keeps working (default: API_KEY_ROTATION_OVERLAP_SECONDS).",
+)
+@_JSON
+def rotate_api_key(
+    key_id: str, organization_ref: str, overlap_seconds: int | None, as_json: bool
+) -> None:
+    """Create a replacement key; the old one stops after the overlap window."""
+    organization = _organization(organization_ref)
+    if overlap_seconds is None:
+        overlap_seconds = settings_of(current_app).api_key_rotation_overlap_seconds
+    try:
+        secret, new, old = api_keys.rotate_key(organization.id, _key_id(key_id), overlap_seconds)
+    except (api_keys.ApiKeyNotFound, api_keys.ApiKeyNotRotatable) as error:
+        raise click.ClickException(error.detail) from None
+    db.session.commit()
+    payload = api_key_created(new, secret).model_dump(mode="json")
+    payload["old_key_expires_at"] = old.expires_at.isoformat() if old.expires_at else None
+    _print(payload, as_json)
 
 
 # --- Stripe webhook inbox (issue 5) ----------------------------------------------------------

@@ -1,7 +1,13 @@
 """Settings from the environment, with defaults that work on a developer's laptop.
 
-In production (`BILLINGOS_ENV=production`) every secret must be set: a missing one stops
-start-up with one line naming it, instead of failing on the first payment.
+Secrets fail closed: outside the test suite (`BILLINGOS_ENV=test`) a missing or published
+default Stripe key or webhook secret stops start-up with one line naming it, in every mode, so
+a deploy that forgot one cannot fall back to a value anyone can read in the repository (and
+sign a "payment succeeded" with). `make run` generates its own. A live Stripe key is refused
+outside `BILLINGOS_ENV=production`.
+
+There is no Flask `SECRET_KEY`: nothing is signed with it (no cookies, no sessions), and a
+required secret that protects nothing would only be ceremony.
 """
 
 from __future__ import annotations
@@ -10,16 +16,46 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import limits
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/billingos"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # The Stripe API version the gateway pins (stripe-python 16.x's own pin).
 STRIPE_API_VERSION = "2026-10-28.endive"
 
-REQUIRED_IN_PRODUCTION = (
-    "SECRET_KEY",
-    "STRIPE_SECRET_KEY",
-    "STRIPE_PUBLISHABLE_KEY",
-    "STRIPE_WEBHOOK_SECRET",
+# Card testing is the abuse to stop: a declined checkout may be retried a few times, not hundreds.
+RATE_LIMIT_DEFAULTS = {
+    "checkout_create_per_customer": "100/hour",
+    "confirm_per_checkout": "10/hour",
+    "confirm_per_customer": "30/hour",
+    "session_tokens_per_organization": "3000/minute",
+    "portal_per_customer": "10/minute",
+    "subscribe_per_customer": "10/minute",
+}
+TEST_MODE = "test"
+PRODUCTION_MODE = "production"
+# Values committed to this repository (defaults, test and emulator fixtures): never a secret.
+PUBLISHED_WEBHOOK_SECRETS = frozenset(
+    {"whsec_billingos_dev", "whsec_test_billingos", "whsec_test", "whsec_x"}
+)
+# Placeholder Stripe keys that only the local emulator accepts; fine when STRIPE_API_BASE points
+# elsewhere than Stripe, refused against Stripe itself.
+PLACEHOLDER_STRIPE_KEYS = frozenset(
+    {"sk_test_billingos_emulator", "sk_test_billingos", "sk_test_billingos_bench"}
+)
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+# Development defaults, used only by the test suite (and as the dataclass defaults).
+_DEV_SECRETS = {
+    "STRIPE_SECRET_KEY": "sk_test_billingos_emulator",
+    "STRIPE_WEBHOOK_SECRET": "whsec_billingos_dev",
+}
+
+
+RETENTION_SETTINGS = (
+    "session_token_retention_days",
+    "client_secret_retention_days",
+    "event_payload_retention_days",
+    "event_retention_days",
 )
 
 
@@ -56,6 +92,27 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"BillingOS: setting {name} must be an integer, got {raw!r}") from None
 
 
+def _rate_limits(env: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
+    rules = {
+        # The oldest limit keeps its two settings (deployments set them).
+        "checkout_create_per_token": (
+            f"{values['checkout_rate_limit']} per {values['checkout_rate_window_seconds']} seconds"
+        ),
+        **RATE_LIMIT_DEFAULTS,
+    }
+    for name in rules:
+        variable = "RATE_LIMIT_" + name.upper()
+        spec = env.get(variable) or rules[name]
+        try:
+            limits.parse(spec)
+        except ValueError:
+            raise ConfigError(
+                f"BillingOS: setting {variable} must read like '10/minute', got {spec!r}"
+            ) from None
+        rules[name] = spec
+    return rules
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -63,10 +120,9 @@ class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = DEFAULT_REDIS_URL
     port: int = 5000
-    secret_key: str = "dev-only-not-secret"
-    stripe_secret_key: str = "sk_test_billingos_emulator"
+    stripe_secret_key: str = _DEV_SECRETS["STRIPE_SECRET_KEY"]
     stripe_publishable_key: str = "pk_test_billingos_emulator"
-    stripe_webhook_secret: str = "whsec_billingos_dev"
+    stripe_webhook_secret: str = _DEV_SECRETS["STRIPE_WEBHOOK_SECRET"]
     stripe_api_base: str | None = None
     stripe_api_version: str = STRIPE_API_VERSION
     stripe_max_network_retries: int = 2
@@ -74,27 +130,72 @@ class Settings:
     stripe_read_timeout: float = 20.0
     checkout_rate_limit: int = 30
     checkout_rate_window_seconds: int = 60
+    # Abuse limits by rule name (app/rate_limit.py), each "N per period" as the `limits` library
+    # parses it ("10/minute", "30 per 60 seconds"); RATE_LIMIT_<NAME> overrides one.
+    rate_limits: dict[str, str] = field(
+        default_factory=lambda: {"checkout_create_per_token": "30/minute", **RATE_LIMIT_DEFAULTS}
+    )
     db_pool_size: int = 10
     # Server-side PREPARE for the entitlement diff (saves Postgres its planning per event).
     # Off behind a pooler in transaction mode (pgbouncer), which cannot keep a session's
     # prepared statements: DB_SERVER_PREPARE=0.
     db_server_prepare: bool = True
+    # Retention (app/retention.py): days after which data nobody needs any more is removed.
+    session_token_retention_days: int = 7
+    client_secret_retention_days: int = 1
+    event_payload_retention_days: int = 7
+    event_retention_days: int = 30
+    # How long a rotated API key keeps working beside its replacement.
+    api_key_rotation_overlap_seconds: int = 86400
+    # `/metrics` answers only `Authorization: Bearer <this>`; unset, it is not served at all.
+    metrics_token: str | None = None
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
-        return self.env == "production"
+        return self.env == PRODUCTION_MODE
+
+    def secret_problems(self) -> list[str]:
+        """What is wrong with the secrets, in words naming each setting; empty when safe."""
+        if self.env == TEST_MODE:
+            return []
+        problems = []
+        if not self.stripe_webhook_secret:
+            problems.append("missing required setting STRIPE_WEBHOOK_SECRET")
+        elif self.stripe_webhook_secret in PUBLISHED_WEBHOOK_SECRETS:
+            problems.append("STRIPE_WEBHOOK_SECRET is a published default, generate your own")
+        if not self.stripe_secret_key:
+            problems.append("missing required setting STRIPE_SECRET_KEY")
+        elif self.stripe_secret_key.startswith(LIVE_KEY_PREFIXES) and not self.is_production:
+            problems.append("STRIPE_SECRET_KEY is a live key but BILLINGOS_ENV is not production")
+        elif self.stripe_secret_key in PLACEHOLDER_STRIPE_KEYS and self._talks_to_stripe():
+            problems.append("STRIPE_SECRET_KEY is a placeholder that only the emulator accepts")
+        if self.is_production and not self.stripe_publishable_key:
+            problems.append("missing required setting STRIPE_PUBLISHABLE_KEY")
+        return problems
+
+    def _talks_to_stripe(self) -> bool:
+        return self.stripe_api_base is None or "api.stripe.com" in self.stripe_api_base
+
+    def require_safe_secrets(self) -> None:
+        """Stop start-up (one line on stderr) if `secret_problems` finds anything."""
+        problems = self.secret_problems()
+        if problems:
+            raise ConfigError("BillingOS: " + "; ".join(problems))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = dict(os.environ if environ is None else environ)
         mode = env.get("BILLINGOS_ENV", "development")
-        if mode == "production":
-            for name in REQUIRED_IN_PRODUCTION:
-                if not env.get(name):
-                    raise ConfigError(f"BillingOS: missing required setting {name}")
         defaults = cls()
+
+        def secret(name: str) -> str:
+            # Only the test suite falls back to the development values; elsewhere a missing
+            # secret stays empty so `require_safe_secrets` can name it.
+            fallback = _DEV_SECRETS[name] if mode == TEST_MODE else ""
+            return env.get(name) or fallback
+
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
         values: dict[str, Any] = {
             "env": mode,
@@ -102,12 +203,11 @@ class Settings:
             "redis_url": redis_url,
             "broker_url": env.get("CELERY_BROKER_URL") or redis_url,
             "port": _int(env, "PORT", defaults.port),
-            "secret_key": env.get("SECRET_KEY") or defaults.secret_key,
-            "stripe_secret_key": env.get("STRIPE_SECRET_KEY") or defaults.stripe_secret_key,
+            "stripe_secret_key": secret("STRIPE_SECRET_KEY"),
+            # Not a secret: only production insists on a real one.
             "stripe_publishable_key": env.get("STRIPE_PUBLISHABLE_KEY")
-            or defaults.stripe_publishable_key,
-            "stripe_webhook_secret": env.get("STRIPE_WEBHOOK_SECRET")
-            or defaults.stripe_webhook_secret,
+            or ("" if mode == PRODUCTION_MODE else defaults.stripe_publishable_key),
+            "stripe_webhook_secret": secret("STRIPE_WEBHOOK_SECRET"),
             "stripe_api_base": env.get("STRIPE_API_BASE") or None,
             "stripe_max_network_retries": _int(
                 env, "STRIPE_MAX_NETWORK_RETRIES", defaults.stripe_max_network_retries
@@ -122,8 +222,17 @@ class Settings:
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
             "db_server_prepare": env.get("DB_SERVER_PREPARE", "1") != "0",
+            **{
+                name: _int(env, name.upper(), getattr(defaults, name))
+                for name in RETENTION_SETTINGS
+            },
+            "metrics_token": env.get("METRICS_TOKEN") or None,
+            "api_key_rotation_overlap_seconds": _int(
+                env, "API_KEY_ROTATION_OVERLAP_SECONDS", defaults.api_key_rotation_overlap_seconds
+            ),
             "realtime": realtime_settings(env),
         }
+        values["rate_limits"] = _rate_limits(env, values)
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if key not in known:

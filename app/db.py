@@ -50,6 +50,9 @@ class Database:
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_recycle=1800,
+            # Error messages (and so log lines and tracebacks) never quote bound parameters:
+            # they are emails, token digests and client secrets.
+            hide_parameters=True,
             # timestamptz values come back in the session's time zone; the API speaks UTC.
             connect_args={"options": "-c timezone=UTC"},
         )

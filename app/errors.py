@@ -164,14 +164,16 @@ def _from_unexpected(error: Exception) -> Response:
     )
 
 
-MAX_URL_BYTES = 8192
+# Below gunicorn's request-line limit (8190 bytes with the method and HTTP version), so the app
+# gets to answer an over-long URL itself, as a problem.
+MAX_URL_BYTES = 8000
 
 
 def register_request_guards(app: Flask) -> None:
     """Refuse, as problems, requests no route could serve safely.
 
-    gunicorn's own limit would answer an over-long request line with an HTML page; it is lifted
-    in gunicorn.conf.py so that the limit is enforced here with a problem+json answer. A NUL in
+    gunicorn's own limit answers an over-long request line with an HTML page; this one sits
+    below it, so most over-long URLs get a problem+json answer instead. A NUL in
     the path could only end as a database error, since Postgres text cannot hold it.
     """
 

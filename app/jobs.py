@@ -35,6 +35,7 @@ STRIPE_PROCESS_EVENT = "stripe.process_event"
 MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS = "maintenance.requeue_unprocessed_events"
 MAINTENANCE_RECONCILE_STUCK_CHECKOUTS = "maintenance.reconcile_stuck_checkouts"
 MAINTENANCE_PRUNE_PROCESSED_EVENTS = "maintenance.prune_processed_events"
+MAINTENANCE_APPLY_RETENTION = "maintenance.apply_retention"
 
 ALL = frozenset(
     {
@@ -48,6 +49,7 @@ ALL = frozenset(
         MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS,
         MAINTENANCE_RECONCILE_STUCK_CHECKOUTS,
         MAINTENANCE_PRUNE_PROCESSED_EVENTS,
+        MAINTENANCE_APPLY_RETENTION,
     }
 )
 

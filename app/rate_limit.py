@@ -1,67 +1,75 @@
-"""Fixed-window rate limits kept in Redis, so every web process shares one count.
+"""Abuse limits: one mechanism, the `limits` library's sliding-window counter kept in Redis.
 
-One round trip per check (INCR + EXPIRE in a pipeline). A fixed window lets a client send up to
-twice the limit across a window boundary; for a guard against runaway SDK loops that is fine,
-and it costs one key per client per window.
+Every web process shares one count per rule and subject. Rules are named and configured in
+Settings.rate_limits ("10/minute"; RATE_LIMIT_<NAME> overrides one), so an operator can tighten
+or lift any of them without a deploy of code. A sliding-window counter weighs the previous
+window's count, so a client cannot send twice the limit across a window boundary as it could
+with a fixed window.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass
 
-import redis
+import limits
+from flask import Flask, current_app
+from limits.errors import StorageError
+from limits.storage import RedisStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
 
+from app.config import Settings
 from app.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
+# Rule names (Settings.rate_limits keys), each counted per the subject its name says.
+CHECKOUT_CREATE_PER_TOKEN = "checkout_create_per_token"
+CHECKOUT_CREATE_PER_CUSTOMER = "checkout_create_per_customer"
+CONFIRM_PER_CHECKOUT = "confirm_per_checkout"
+CONFIRM_PER_CUSTOMER = "confirm_per_customer"
+SESSION_TOKENS_PER_ORGANIZATION = "session_tokens_per_organization"
+PORTAL_PER_CUSTOMER = "portal_per_customer"
+SUBSCRIBE_PER_CUSTOMER = "subscribe_per_customer"
 
-@dataclass(frozen=True)
-class RateLimit:
-    name: str
-    limit: int
-    window_seconds: int
-
-
-@dataclass(frozen=True)
-class RateLimitState:
-    allowed: bool
-    count: int
-    retry_after: int
+_EXTENSION = "rate_limiter"
 
 
-def hit(
-    client: redis.Redis, rule: RateLimit, subject: str, now: float | None = None
-) -> RateLimitState:
-    """Count one request of `subject` against `rule`."""
-    now = time.time() if now is None else now
-    window = int(now // rule.window_seconds)
-    key = f"ratelimit:{rule.name}:{subject}:{window}"
-    pipe = client.pipeline(transaction=False)
-    pipe.incr(key)
-    # The key outlives its window a little so a clock step between processes cannot reset it.
-    pipe.expire(key, rule.window_seconds + 1)
-    count = int(pipe.execute()[0])
-    window_end = (window + 1) * rule.window_seconds
-    retry_after = max(1, int(window_end - now + 0.999))
-    return RateLimitState(allowed=count <= rule.limit, count=count, retry_after=retry_after)
+def init_rate_limits(app: Flask, settings: Settings) -> None:
+    # The app's own Redis pool: no second set of connections per process.
+    storage = RedisStorage(
+        settings.redis_url,
+        connection_pool=app.extensions["redis"].connection_pool,
+        key_prefix="bos:ratelimit",
+        wrap_exceptions=True,
+    )
+    app.extensions[_EXTENSION] = SlidingWindowCounterRateLimiter(storage)
 
 
-def enforce(client: redis.Redis, rule: RateLimit, subject: str) -> None:
-    """Raise 429 (with `Retry-After`) once `subject` has used up `rule` in this window.
+def rule(name: str) -> limits.RateLimitItem:
+    """The configured limit `name` (its `amount` per `get_expiry()` seconds)."""
+    settings: Settings = current_app.config["BILLINGOS"]
+    return limits.parse(settings.rate_limits[name])
 
-    If Redis cannot be asked, the request is let through: the limit guards against runaway
-    clients, and refusing every checkout while Redis flaps would hurt more than it protects.
+
+def enforce(name: str, subject: str) -> None:
+    """Count one request of `subject` against rule `name`; 429 with `Retry-After` past it.
+
+    If Redis cannot be asked, the request is let through: the limits guard against abuse, and
+    refusing every checkout while Redis flaps would hurt more than it protects.
     """
+    limiter: SlidingWindowCounterRateLimiter = current_app.extensions[_EXTENSION]
+    item = rule(name)
     try:
-        state = hit(client, rule, subject)
-    except redis.RedisError as error:
-        log.warning("rate limit %s not checked: %s", rule.name, type(error).__name__)
+        if limiter.hit(item, name, subject):
+            return
+        reset_at = limiter.get_window_stats(item, name, subject).reset_time
+    except StorageError as error:
+        log.warning("rate limit %s not checked: %s", name, type(error.storage_error).__name__)
         return
-    if not state.allowed:
-        raise RateLimited(
-            f"Too many requests; retry in {state.retry_after} s.",
-            headers={"Retry-After": str(state.retry_after)},
-        )
+    retry_after = max(1, min(item.get_expiry(), math.ceil(reset_at - time.time())))
+    raise RateLimited(
+        f"Too many requests; retry in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -18,7 +18,9 @@ Other domains append their methods in marked sections at the end of `StripeGatew
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -38,6 +40,7 @@ from stripe.params import (
 )
 
 from app.config import Settings
+from app.metrics import observe_stripe_call
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +244,20 @@ class StripeGateway:
 
     @staticmethod
     def _call(fn: Callable[[], T]) -> T:
+        # Every method calls Stripe through here, so its name labels the call's metrics.
+        operation = sys._getframe(1).f_code.co_name
+        started = time.perf_counter()
+        error: BaseException | None = None
         try:
             return fn()
-        except stripe.StripeError as error:
-            raise translate_error(error) from None
+        except stripe.StripeError as stripe_error:
+            error = translate_error(stripe_error)
+            raise error from None
+        except BaseException as other:
+            error = other
+            raise
+        finally:
+            observe_stripe_call(operation, time.perf_counter() - started, error)
 
     # ------------------------------------------------------------------ customers
 
@@ -604,4 +617,15 @@ class StripeGateway:
             lambda: self.client.v1.billing_portal.sessions.create(
                 params=params, options={"idempotency_key": idempotency_key}
             )
+        )
+
+    # ------------------------------------------------------------------ operations (doctor)
+
+    def check_credentials(self) -> None:
+        """The cheapest authenticated call: proves the key works and Stripe answers."""
+        self._call(lambda: self.client.v1.customers.list(params={"limit": 1}))
+
+    def list_webhook_endpoints(self) -> list[stripe.WebhookEndpoint]:
+        return list(
+            self._call(lambda: self.client.v1.webhook_endpoints.list(params={"limit": 100})).data
         )

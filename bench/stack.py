@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from app.config import RATE_LIMIT_DEFAULTS
 from bench.procs import ROOT, VENV_BIN, Managed, ProcessRegistry, free_port, wait_for_port
 from tests.support.database import drop_database, recreate_database
 
@@ -125,6 +126,7 @@ class Stack:
             # The per-buyer checkout rate limit protects production from abuse; a load test is
             # abuse by design, so it is lifted here (and only here).
             "CHECKOUT_RATE_LIMIT": "1000000000",
+            **{f"RATE_LIMIT_{name.upper()}": "1000000000/second" for name in RATE_LIMIT_DEFAULTS},
             # Likewise the open-stream caps: the websocket figure holds 10,000 streams of one token.
             "REALTIME_MAX_STREAMS_PER_TOKEN": "1000000000",
             "REALTIME_MAX_STREAMS_PER_CUSTOMER": "1000000000",

@@ -42,6 +42,8 @@ STATUSES = (PENDING, OPEN, PROCESSING, REQUIRES_ACTION, SUCCEEDED, FAILED, EXPIR
 TERMINAL_STATUSES = frozenset({SUCCEEDED, EXPIRED, CANCELED})
 # A buyer may (re)submit a card in these states; `processing` and the final states refuse.
 CONFIRMABLE_STATUSES = frozenset({OPEN, REQUIRES_ACTION, FAILED})
+# A checkout in these states will never be paid through its client secret again.
+FINISHED_STATUSES = (SUCCEEDED, EXPIRED, CANCELED)
 # Statuses in which a checkout still holds its idempotency key (see the partial unique index).
 KEY_HOLDING_STATUSES = tuple(s for s in STATUSES if s not in (EXPIRED, CANCELED))
 
@@ -90,6 +92,14 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
         ),
         Index("ix_checkout_sessions_status_expires_at", "status", "expires_at"),
         Index("ix_checkout_sessions_organization_id_created_at", "organization_id", "created_at"),
+        # Finished checkouts whose client secret the retention job has yet to scrub.
+        Index(
+            "ix_checkout_sessions_unscrubbed_completed_at",
+            "completed_at",
+            postgresql_where=text(
+                f"client_secret IS NOT NULL AND status IN ({sql_in_list(FINISHED_STATUSES)})"
+            ),
+        ),
     )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
@@ -105,6 +115,8 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
         ForeignKey("session_tokens.id", ondelete="SET NULL")
     )
     idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    # SHA-256 of the create request the key first answered: a reuse with another body is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(
         String(20), nullable=False, default=PENDING, server_default=PENDING
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, IdMixin, TimestampMixin
@@ -36,6 +36,8 @@ class SessionToken(IdMixin, TimestampMixin, Base):
     """A short-lived credential the SDK holds for one customer; stored only as its digest."""
 
     __tablename__ = "session_tokens"
+    # The retention job deletes expired tokens by this column.
+    __table_args__ = (Index("ix_session_tokens_expires_at", "expires_at"),)
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False

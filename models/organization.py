@@ -31,5 +31,11 @@ class ApiKey(IdMixin, TimestampMixin, Base):
     # The first characters of the key, safe to show so a merchant can tell keys apart.
     key_prefix: Mapped[str] = mapped_column(String(24), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A merchant's label ("production web", "billing cron").
+    name: Mapped[str | None] = mapped_column(String(100))
+    # Set on the old key when it is rotated: it keeps working until then (the overlap window).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Approximate (written at most once per few minutes per key, never on every request).
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     organization: Mapped[Organization] = relationship(back_populates="api_keys")

@@ -3,7 +3,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, String, Text, false, func
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +34,14 @@ class StripeEvent(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({sql_in_list(STATUSES)})", "status_known"),
         Index("ix_stripe_events_status_received_at", "status", "received_at"),
+        # Done events whose payload the retention job has yet to scrub.
+        Index(
+            "ix_stripe_events_unscrubbed_received_at",
+            "received_at",
+            postgresql_where=text(
+                f"payload_scrubbed_at IS NULL AND status IN ({sql_in_list((PROCESSED, IGNORED))})"
+            ),
+        ),
     )
 
     stripe_event_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
@@ -41,3 +60,6 @@ class StripeEvent(IdMixin, TimestampMixin, Base):
         DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when retention replaced the payload (customer emails, client secrets) by its bare
+    # envelope; such an event can no longer be replayed.
+    payload_scrubbed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -14,6 +14,11 @@ mkdir -p .run
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/.run/prometheus}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
+# The app refuses to start without its secrets: generate the development ones (kept across
+# restarts in an untracked file).
+# shellcheck source=scripts/dev_secrets.sh
+source scripts/dev_secrets.sh .run/secrets.env
+
 procfile=.run/Procfile
 grep -v '^release:' Procfile > "$procfile"
 
@@ -23,7 +28,7 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   export STRIPE_SECRET_KEY="sk_test_billingos_emulator"
   export STRIPE_PUBLISHABLE_KEY="${STRIPE_PUBLISHABLE_KEY:-pk_test_billingos_emulator}"
   export STRIPE_API_BASE="http://127.0.0.1:${port}"
-  export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+  export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-$DEV_STRIPE_WEBHOOK_SECRET}"
   echo "emulator: python -m stripe_emulator --host 127.0.0.1 --port ${port} --webhook-url http://127.0.0.1:${PORT}/stripe/webhooks --webhook-secret \$STRIPE_WEBHOOK_SECRET" >> "$procfile"
   stripe_mode="local Stripe emulator at ${STRIPE_API_BASE} (control API: ${STRIPE_API_BASE}/_emulator/requests)"
 fi
@@ -33,13 +38,17 @@ token=$($BIN/flask billingos session-token --json)
 secret_key=$(printf '%s' "$seed" | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["secret_key"])')
 session_token=$(printf '%s' "$token" | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
+flower_access="this machine only"
+if [ -n "${FLOWER_BASIC_AUTH:-}" ]; then flower_access="basic auth from FLOWER_BASIC_AUTH"; fi
+
 cat <<BANNER
 
   BillingOS is starting
   ─────────────────────
   API            http://127.0.0.1:${PORT}        (docs: http://127.0.0.1:${PORT}/docs)
   Readiness      http://127.0.0.1:${PORT}/readyz
-  Flower         http://127.0.0.1:${FLOWER_PORT}
+  Metrics        http://127.0.0.1:${PORT}/metrics   (Authorization: Bearer \$METRICS_TOKEN, in .run/secrets.env)
+  Flower         http://127.0.0.1:${FLOWER_PORT}  (${flower_access})
   Stripe         ${stripe_mode}
 
   Demo secret key     ${secret_key}

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from flask import current_app as flask_app
 
-from app import jobs
+from app import jobs, settings_of
 from app.db import db
 from app.webhooks import reconciliation, service
 
@@ -55,7 +56,10 @@ def reconcile_stuck_checkouts(
 
 
 @shared_task(name=jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS)
-def prune_processed_events(older_than_days: int = service.RETENTION_DAYS) -> int:
+def prune_processed_events(older_than_days: int | None = None) -> int:
+    if older_than_days is None:
+        # EVENT_RETENTION_DAYS (default: Stripe's own 30 days).
+        older_than_days = settings_of(flask_app).event_retention_days
     total = 0
     while True:
         with db.transaction() as session:

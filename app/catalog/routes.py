@@ -42,7 +42,7 @@ def create_product(body: ProductCreate) -> ResponseReturnValue:
     description=(
         "With a secret key: every product of the organization (archived ones with "
         "`include_archived=true`), paginated. With a session token: the active products and "
-        "their active prices."
+        "their active prices, oldest first (the pricing table's order), paginated alike."
     ),
     auth=ANY_CREDENTIAL,
     query=ProductListQuery,
@@ -55,9 +55,8 @@ def list_products(query: ProductListQuery) -> ResponseReturnValue:
         products, has_more = service.list_products(principal.organization_id, query)
         data = [service.product_out(p) for p in products]
     else:
-        products = service.list_active_products(principal.organization_id)
+        products, has_more = service.list_active_products(principal.organization_id, query)
         data = [service.product_out(p, active_prices_only=True) for p in products]
-        has_more = False
     return json_response(ProductList(data=data, has_more=has_more))
 
 

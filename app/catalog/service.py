@@ -19,7 +19,7 @@ from app.catalog.schemas import (
 )
 from app.db import db
 from app.errors import NotFound
-from app.pagination import paginate
+from app.pagination import ListQuery, paginate
 from models import Feature, Product, ProductPrice
 
 
@@ -122,13 +122,14 @@ def list_products(
     return paginate(stmt, Product, query, organization_id)
 
 
-def list_active_products(organization_id: uuid.UUID) -> list[Product]:
-    stmt = (
-        _with_children(select(Product))
-        .where(Product.organization_id == organization_id, Product.active.is_(True))
-        .order_by(Product.created_at, Product.id)
+def list_active_products(
+    organization_id: uuid.UUID, query: ListQuery
+) -> tuple[list[Product], bool]:
+    """The pricing table's products, in the order the merchant created them."""
+    stmt = _with_children(select(Product)).where(
+        Product.organization_id == organization_id, Product.active.is_(True)
     )
-    return list(db.session.execute(stmt).scalars().unique())
+    return paginate(stmt, Product, query, organization_id, oldest_first=True)
 
 
 def get_active_price(organization_id: uuid.UUID, price_id: uuid.UUID) -> ProductPrice:

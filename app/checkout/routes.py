@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
-from app import settings_of
+from app import rate_limit
 from app.api import SECRET_KEY, SESSION_TOKEN, json_response, operation
-from app.auth import current_customer, current_merchant
+from app.auth import current_customer, current_merchant, digest
 from app.checkout import service
 from app.checkout.schemas import (
     CheckoutConfirm,
@@ -26,21 +26,40 @@ from app.checkout.schemas import (
     payment_out,
 )
 from app.db import db
-from app.errors import ValidationFailed
-from app.rate_limit import RateLimit, enforce
-from app.redis_client import get_redis
+from app.errors import ApiError, ValidationFailed
 
 bp = Blueprint("checkout", __name__)
 
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+_WAIT_VALUE = re.compile(r"\d{1,2}")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
-def _prefer_wait() -> float:
-    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
-    if match is None:
-        return 0.0
-    return float(min(int(match.group(1)), service.MAX_WAIT_SECONDS))
+class InvalidPreference(ApiError):
+    status = 400
+    code = "invalid_prefer_header"
+    title = "Invalid Prefer header"
+
+
+def _prefer_wait() -> int:
+    """The `wait` preference (RFC 7240) in seconds, 0 without one.
+
+    Parsed strictly and before anything is written: a malformed or too long wait is the
+    client's error (400), not something to discover after the checkout is committed. Other
+    preferences are none of this endpoint's business and are ignored.
+    """
+    for header in request.headers.getlist("Prefer"):
+        for preference in header.split(","):
+            name, _, value = preference.split(";", 1)[0].partition("=")
+            if name.strip().lower() != "wait":
+                continue
+            value = value.strip().strip('"')
+            if not _WAIT_VALUE.fullmatch(value) or int(value) > service.MAX_WAIT_SECONDS:
+                raise InvalidPreference(
+                    f"Prefer: wait=N takes a whole number of seconds from 0 to "
+                    f"{service.MAX_WAIT_SECONDS}."
+                )
+            return int(value)
+    return 0
 
 
 def _idempotency_key() -> str | None:
@@ -63,12 +82,15 @@ def _idempotency_key() -> str | None:
         "Answers 202 with a `pending` checkout at once, or — with `Prefer: wait=N` (N ≤ 10) — "
         "201 once the checkout is `open` and carries its `client_secret`. A repeat with the same "
         "`Idempotency-Key` (default: this session token and price) answers 200 with the same "
-        "checkout."
+        "checkout; the same key with a different body is a 422 `idempotency_key_reused`. A "
+        "malformed `Prefer` wait, or one over 10, is a 400 `invalid_prefer_header`. Rate "
+        "limited per session token and per customer (429 with `Retry-After`)."
     ),
     auth=SESSION_TOKEN,
     body=CheckoutCreate,
     responses={201: CheckoutOut, 202: CheckoutOut, 200: CheckoutOut},
     errors={
+        400: "invalid_prefer_header",
         404: "price_not_found",
         409: "already_subscribed",
         422: "validation_error",
@@ -78,22 +100,16 @@ def _idempotency_key() -> str | None:
 )
 def create_checkout(body: CheckoutCreate) -> ResponseReturnValue:
     principal = current_customer()
-    settings = settings_of(current_app)
-    enforce(
-        get_redis(),
-        RateLimit(
-            "checkout_create", settings.checkout_rate_limit, settings.checkout_rate_window_seconds
-        ),
-        str(principal.session_token_id),
-    )
+    rate_limit.enforce(rate_limit.CHECKOUT_CREATE_PER_TOKEN, str(principal.session_token_id))
+    rate_limit.enforce(rate_limit.CHECKOUT_CREATE_PER_CUSTOMER, str(principal.customer_id))
     idempotency_key = _idempotency_key()
+    wait = _prefer_wait()
     result = service.create_checkout(principal, body, idempotency_key)
     db.session.commit()
     checkout = result.checkout
-    wait = _prefer_wait()
     headers: dict[str, str] = {}
     if wait > 0:
-        headers["Preference-Applied"] = f"wait={int(wait)}"
+        headers["Preference-Applied"] = f"wait={wait}"
         if checkout.status == "pending":
             checkout = service.wait_while_pending(checkout, wait)
     if not result.created:
@@ -111,7 +127,9 @@ def create_checkout(body: CheckoutCreate) -> ResponseReturnValue:
     summary="Confirm a checkout with a payment method or confirmation token",
     description=(
         "Marks the checkout `processing` and confirms it with Stripe in the background; follow "
-        "it with the status, stream or websocket endpoints."
+        "it with the status, stream or websocket endpoints. Rate limited per checkout and per "
+        "customer, so a declined card can be retried a few times but not tried by the hundred "
+        "(429 with `Retry-After`)."
     ),
     auth=SESSION_TOKEN,
     body=CheckoutConfirm,
@@ -121,11 +139,16 @@ def create_checkout(body: CheckoutCreate) -> ResponseReturnValue:
         409: "checkout_not_confirmable",
         410: "checkout_expired",
         422: "validation_error",
+        429: "rate_limited",
     },
     tags=["checkout"],
 )
 def confirm_checkout(client_secret: str, body: CheckoutConfirm) -> ResponseReturnValue:
-    checkout = service.confirm_checkout(current_customer(), client_secret, body)
+    principal = current_customer()
+    # Counted by the secret's digest: the secret itself never becomes a Redis key.
+    rate_limit.enforce(rate_limit.CONFIRM_PER_CHECKOUT, digest(client_secret))
+    rate_limit.enforce(rate_limit.CONFIRM_PER_CUSTOMER, str(principal.customer_id))
+    checkout = service.confirm_checkout(principal, client_secret, body)
     db.session.commit()
     return json_response(checkout_out(checkout, service.subscription_of(checkout)), 202)
 

@@ -7,6 +7,7 @@ The Stripe work is in app/checkout/stripe_steps.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -56,7 +57,8 @@ class AlreadySubscribed(Conflict):
     title = "Already subscribed"
 
 
-class IdempotencyKeyReused(Conflict):
+class IdempotencyKeyReused(ApiError):
+    status = 422
     code = "idempotency_key_reused"
     title = "Idempotency key reused"
 
@@ -99,10 +101,30 @@ def _live_checkout(
     ).scalar_one_or_none()
 
 
-def _repeat(checkout: CheckoutSession, price_id: str) -> CreatedCheckout:
-    if str(checkout.price_id) != price_id:
-        # Like Stripe: one key, one request. Reusing it for another price is a client bug.
-        raise IdempotencyKeyReused("This Idempotency-Key was used for a checkout of another price.")
+def request_hash(data: CheckoutCreate) -> str:
+    """The digest an idempotency key is bound to: the request as validated, in canonical JSON
+    (so key order and whitespace do not make a retry "different")."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _repeat(checkout: CheckoutSession, data: CheckoutCreate, digest: str | None) -> CreatedCheckout:
+    # Like Stripe: one key, one request. Reusing a client's key for another request is a client
+    # bug, and answering with the first checkout would hide it. The default key (no header)
+    # already names the price and promises one checkout per token and price, so `digest` is
+    # None there and nothing else is compared. Rows from before digests were kept are compared
+    # by price only.
+    if digest is None:
+        return CreatedCheckout(checkout, created=False)
+    differs = (
+        checkout.request_hash != digest
+        if checkout.request_hash is not None
+        else str(checkout.price_id) != data.price_id
+    )
+    if differs:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used for a different request; use a new key."
+        )
     return CreatedCheckout(checkout, created=False)
 
 
@@ -137,11 +159,11 @@ subscribed AS (
 inserted AS (
     INSERT INTO checkout_sessions (
         id, organization_id, customer_id, product_id, price_id, session_token_id,
-        idempotency_key, status, version, amount, currency, quantity, customer_email,
-        customer_name, metadata, expires_at, created_at, updated_at
+        idempotency_key, request_hash, status, version, amount, currency, quantity,
+        customer_email, customer_name, metadata, expires_at, created_at, updated_at
     )
     SELECT %(id)s::uuid, %(organization_id)s::uuid, %(customer_id)s::uuid, price.product_id,
-        price.id, %(session_token_id)s::uuid, %(key)s, '{PENDING}', 1,
+        price.id, %(session_token_id)s::uuid, %(key)s, %(request_hash)s, '{PENDING}', 1,
         price.amount * %(quantity)s, price.currency, %(quantity)s, %(customer_email)s,
         %(customer_name)s, %(metadata)s::jsonb, %(expires_at)s, %(now)s, %(now)s
     FROM price
@@ -171,12 +193,14 @@ def create_checkout(
     """
     session = db.session()
     key = idempotency_key or default_idempotency_key(principal, data.price_id)
+    digest = request_hash(data)
+    bound = digest if idempotency_key is not None else None
     try:
         price_id = uuid.UUID(data.price_id)
     except ValueError:
         existing = _live_checkout(session, principal.customer_id, key)
         if existing is not None:
-            return _repeat(existing, data.price_id)
+            return _repeat(existing, data, bound)
         raise PriceNotFound("No such price, or it is no longer for sale.") from None
 
     checkout_id = uuid.uuid4()
@@ -193,6 +217,7 @@ def create_checkout(
                 "session_token_id": str(principal.session_token_id),
                 "price_id": str(price_id),
                 "key": key,
+                "request_hash": digest,
                 "quantity": data.quantity,
                 "customer_email": data.customer_email,
                 "customer_name": data.customer_name,
@@ -208,7 +233,7 @@ def create_checkout(
         existing = session.get(CheckoutSession, uuid.UUID(str(existing_id)))
         if existing is None:  # the row was seen in this transaction
             raise Conflict("A concurrent request with this idempotency key is in flight.")
-        return _repeat(existing, data.price_id)
+        return _repeat(existing, data, bound)
     if product_id is None:
         raise PriceNotFound("No such price, or it is no longer for sale.")
     if subscribed:
@@ -217,7 +242,7 @@ def create_checkout(
         winner = _live_checkout(session, principal.customer_id, key)
         if winner is None:  # the winner ended (expired) in between: rare, the client retries
             raise Conflict("A concurrent request with this idempotency key is in flight.")
-        return _repeat(winner, data.price_id)
+        return _repeat(winner, data, bound)
     jobs.enqueue_after_commit(session, jobs.CHECKOUT_PREPARE, str(checkout_id))
     created = CheckoutSession(
         id=checkout_id,
@@ -227,6 +252,7 @@ def create_checkout(
         price_id=price_id,
         session_token_id=principal.session_token_id,
         idempotency_key=key,
+        request_hash=digest,
         status=PENDING,
         version=1,
         amount=amount,

@@ -7,6 +7,7 @@ import uuid
 from flask import Blueprint, Response
 from flask.typing import ResponseReturnValue
 
+from app import rate_limit
 from app.api import SECRET_KEY, SESSION_TOKEN, json_response, operation
 from app.auth import CustomerPrincipal, current_customer, current_merchant
 from app.customers import service
@@ -20,8 +21,7 @@ from app.db import db
 from app.entitlements.cache import CACHE_TTL_SECONDS
 from app.entitlements.schemas import EntitlementList
 from app.entitlements.service import entitlements_body
-from app.rate_limit import RateLimit, enforce
-from app.redis_client import get_redis
+from app.pagination import ListQuery
 from app.subscriptions import service as subscriptions
 from app.subscriptions.schemas import (
     SubscriptionCancel,
@@ -33,14 +33,11 @@ from app.subscriptions.schemas import (
 
 bp = Blueprint("customers", __name__)
 
+
 # Each of these calls Stripe on every request: a runaway SDK loop must not spend the merchant's
 # Stripe rate limit. Counted per customer (all their session tokens together).
-PORTAL_RATE_LIMIT = RateLimit("portal_session", limit=10, window_seconds=60)
-SUBSCRIBE_RATE_LIMIT = RateLimit("subscription_create", limit=10, window_seconds=60)
-
-
-def _rate_limit(rule: RateLimit, principal: CustomerPrincipal) -> None:
-    enforce(get_redis(), rule, str(principal.customer_id))
+def _rate_limit(name: str, principal: CustomerPrincipal) -> None:
+    rate_limit.enforce(name, str(principal.customer_id))
 
 
 _PORTAL_DESCRIPTION = (
@@ -76,12 +73,17 @@ def get_entitlements() -> ResponseReturnValue:
 @operation(
     summary="This customer's subscriptions, newest first",
     auth=SESSION_TOKEN,
+    query=ListQuery,
     responses={200: SubscriptionList},
     tags=["subscriptions"],
 )
-def list_subscriptions() -> ResponseReturnValue:
-    rows = subscriptions.list_customer_subscriptions(db.session(), current_customer().customer_id)
-    return json_response(SubscriptionList(data=[subscription_out(s) for s in rows]))
+def list_subscriptions(query: ListQuery) -> ResponseReturnValue:
+    principal = current_customer()
+    rows, has_more = subscriptions.list_customer_subscriptions(
+        principal.organization_id, principal.customer_id, query
+    )
+    data = [subscription_out(s) for s in rows]
+    return json_response(SubscriptionList(data=data, has_more=has_more))
 
 
 @bp.post("/v1/customer/subscription/create")
@@ -114,7 +116,7 @@ def list_subscriptions() -> ResponseReturnValue:
 )
 def create_subscription(body: SubscriptionCreate) -> ResponseReturnValue:
     principal = current_customer()
-    _rate_limit(SUBSCRIBE_RATE_LIMIT, principal)
+    _rate_limit(rate_limit.SUBSCRIBE_PER_CUSTOMER, principal)
     # The service commits its own transactions (none is open across a Stripe call).
     subscription = subscriptions.create_direct_subscription(principal, body.price_id)
     return json_response(subscription_out(subscription), 201)
@@ -179,7 +181,7 @@ def get_portal_session(query: PortalSessionQuery) -> ResponseReturnValue:
 
 def _open_portal(return_url: str | None) -> ResponseReturnValue:
     principal = current_customer()
-    _rate_limit(PORTAL_RATE_LIMIT, principal)
+    _rate_limit(rate_limit.PORTAL_PER_CUSTOMER, principal)
     portal = service.create_portal_session(db.session(), principal, return_url)
     return json_response(portal, 201)
 
@@ -195,3 +197,20 @@ def _open_portal(return_url: str | None) -> ResponseReturnValue:
 def get_customer(external_id: str) -> ResponseReturnValue:
     detail = service.customer_detail(db.session(), current_merchant().organization_id, external_id)
     return json_response(detail)
+
+
+@bp.get("/v1/customers/<external_id>/subscriptions")
+@operation(
+    summary="A customer's subscriptions, newest first",
+    auth=SECRET_KEY,
+    query=ListQuery,
+    responses={200: SubscriptionList},
+    errors={404: "customer_not_found"},
+    tags=["customers"],
+)
+def list_customer_subscriptions(external_id: str, query: ListQuery) -> ResponseReturnValue:
+    rows, has_more = service.customer_subscriptions(
+        db.session(), current_merchant().organization_id, external_id, query
+    )
+    data = [subscription_out(s) for s in rows]
+    return json_response(SubscriptionList(data=data, has_more=has_more))

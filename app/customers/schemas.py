@@ -61,5 +61,9 @@ class PortalSessionOut(BaseModel):
 class CustomerDetailOut(CustomerOut):
     """A customer as the merchant sees it: who, what they subscribe to, what they may use."""
 
-    subscriptions: list[SubscriptionOut]
+    subscriptions: list[SubscriptionOut] = Field(
+        description="The newest 100 subscriptions; page through all of them with "
+        "`GET /v1/customers/{external_id}/subscriptions`."
+    )
+    subscriptions_has_more: bool
     entitlements: list[EntitlementOut]

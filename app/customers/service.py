@@ -18,10 +18,14 @@ from app.customers.schemas import CustomerDetailOut, CustomerIn, CustomerOut, Po
 from app.db import db
 from app.entitlements.service import list_entitlements
 from app.errors import Conflict, NotFound
+from app.pagination import ListQuery
 from app.stripe_gateway import StripeGatewayError, get_gateway
 from app.subscriptions.schemas import subscription_out
 from app.subscriptions.service import list_customer_subscriptions, stripe_failure
-from models import Customer
+from models import Customer, Subscription
+
+# The most subscriptions a customer detail embeds: the largest page any list serves.
+DETAIL_SUBSCRIPTIONS = 100
 
 # Stripe does not return an expiry on portal sessions; its guide says an unused session URL
 # expires after five minutes (https://docs.stripe.com/customer-management/integrate-customer-portal).
@@ -122,15 +126,29 @@ def get_customer_by_external_id(
 def customer_detail(
     session: Session, organization_id: uuid.UUID, external_id: str
 ) -> CustomerDetailOut:
-    """The merchant's view: the customer, every subscription, and what they may use now."""
+    """The merchant's view: the customer, their newest subscriptions, what they may use now.
+
+    At most `DETAIL_SUBSCRIPTIONS` subscriptions are embedded (`subscriptions_has_more` says
+    whether there are more; page through them with the customer's subscription list).
+    Entitlements are one per feature key the customer holds, bounded by the catalog.
+    """
     customer = get_customer_by_external_id(session, organization_id, external_id)
+    subscriptions, has_more = list_customer_subscriptions(
+        organization_id, customer.id, ListQuery(limit=DETAIL_SUBSCRIPTIONS)
+    )
     return CustomerDetailOut(
         id=str(customer.id),
         external_id=customer.external_id,
         email=customer.email,
         name=customer.name,
-        subscriptions=[
-            subscription_out(s) for s in list_customer_subscriptions(session, customer.id)
-        ],
+        subscriptions=[subscription_out(s) for s in subscriptions],
+        subscriptions_has_more=has_more,
         entitlements=list_entitlements(customer.id),
     )
+
+
+def customer_subscriptions(
+    session: Session, organization_id: uuid.UUID, external_id: str, query: ListQuery
+) -> tuple[list[Subscription], bool]:
+    customer = get_customer_by_external_id(session, organization_id, external_id)
+    return list_customer_subscriptions(organization_id, customer.id, query)

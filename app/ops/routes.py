@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from flask import Blueprint, Response, current_app, send_from_directory
+from flask import Blueprint, Response, current_app, request, send_from_directory
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from app import settings_of
 from app.api import PUBLIC, json_response, operation
 from app.db import db
+from app.errors import NotFound, Unauthenticated
 from app.metrics import render_metrics
 from app.openapi import build_openapi
 from app.redis_client import get_redis
@@ -61,6 +64,17 @@ def readyz() -> ResponseReturnValue:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    # Metrics name routes, task names and volumes: for the operator's scraper only. Without a
+    # METRICS_TOKEN there is no way to tell the scraper from anyone else, so nothing is served.
+    token = settings_of(current_app).metrics_token
+    if token is None:
+        raise NotFound("No such resource.")
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip(), token):
+        raise Unauthenticated(
+            "Send the METRICS_TOKEN as `Authorization: Bearer <token>`.",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     return render_metrics()
 
 

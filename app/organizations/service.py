@@ -6,9 +6,9 @@ import uuid
 
 from sqlalchemy import select
 
-from app.auth import digest, generate_secret_key
+from app.api_keys import service as api_keys
 from app.db import db
-from models import ApiKey, Organization
+from models import Organization
 
 
 def create_organization(name: str) -> tuple[Organization, str]:
@@ -21,14 +21,7 @@ def create_organization(name: str) -> tuple[Organization, str]:
 
 
 def issue_secret_key(organization_id: uuid.UUID) -> str:
-    secret_key = generate_secret_key()
-    db.session.add(
-        ApiKey(
-            organization_id=organization_id,
-            key_hash=digest(secret_key),
-            key_prefix=secret_key[:16],
-        )
-    )
+    secret_key, _row = api_keys.create_key(organization_id)
     return secret_key
 
 

@@ -4,6 +4,7 @@ from flask import Blueprint
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 
+from app import rate_limit
 from app.api import SECRET_KEY, json_response, operation
 from app.auth import current_merchant, forget_revoked_token, revoke_session_token
 from app.customers.service import customer_out
@@ -23,14 +24,19 @@ bp = Blueprint("session_tokens", __name__)
 @bp.post("/v1/session-tokens")
 @operation(
     summary="Mint a session token for one of your users",
-    description="Creates the customer on first sight of its `external_id`.",
+    description=(
+        "Creates the customer on first sight of its `external_id`. Rate limited per "
+        "organization (429 with `Retry-After`)."
+    ),
     auth=SECRET_KEY,
     body=SessionTokenCreate,
     responses={201: SessionTokenOut},
+    errors={429: "rate_limited"},
     tags=["session tokens"],
 )
 def create_session_token(body: SessionTokenCreate) -> ResponseReturnValue:
     organization_id = current_merchant().organization_id
+    rate_limit.enforce(rate_limit.SESSION_TOKENS_PER_ORGANIZATION, str(organization_id))
     token, row, customer = service.create_session_token(
         organization_id, body.customer, body.expires_in
     )

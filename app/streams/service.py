@@ -32,6 +32,7 @@ from typing import Final
 from sqlalchemy import select
 
 from app.db import db
+from app.metrics import STREAM_CONNECTIONS
 from app.realtime import (
     checkout_channel,
     checkout_message,
@@ -172,6 +173,8 @@ class StatusStream:
         self._snapshot: list[Update] | None = None
         self._released = False
         self.end_reason: str | None = None
+        # Counted in the open-streams gauge between a successful open() and close().
+        self._counted = False
 
     def open(self) -> bool:
         """Subscribe, then read the snapshot; False (nothing held) if there is nothing to see."""
@@ -186,11 +189,16 @@ class StatusStream:
             self.end_reason = NOT_FOUND
             return False
         self._snapshot = snapshot
+        STREAM_CONNECTIONS.inc()
+        self._counted = True
         return True
 
     def close(self) -> None:
         """Idempotent: a stream may be closed by its end and again by its connection."""
         self._hub.unwatch(self.watcher)
+        if self._counted:
+            self._counted = False
+            STREAM_CONNECTIONS.dec()
         lease = self._options.lease
         if lease is not None and not self._released:
             self._released = True

@@ -30,6 +30,7 @@ from app.checkout.service import AlreadySubscribed
 from app.checkout.stripe_steps import ensure_stripe_customer
 from app.db import db
 from app.errors import ApiError, Conflict, NotFound, ServiceUnavailable
+from app.pagination import ListQuery, paginate
 from app.stripe_gateway import (
     InvalidStripeRequest,
     StripeGateway,
@@ -96,14 +97,13 @@ UPGRADE_DETAIL = (
 # --------------------------------------------------------------------------- reading
 
 
-def list_customer_subscriptions(session: Session, customer_id: uuid.UUID) -> list[Subscription]:
-    return list(
-        session.execute(
-            select(Subscription)
-            .where(Subscription.customer_id == customer_id)
-            .order_by(Subscription.created_at.desc(), Subscription.id.desc())
-        ).scalars()
-    )
+def list_customer_subscriptions(
+    organization_id: uuid.UUID, customer_id: uuid.UUID, query: ListQuery
+) -> tuple[list[Subscription], bool]:
+    """One page of the customer's subscriptions, newest first."""
+    in_customer = Subscription.customer_id == customer_id
+    stmt = select(Subscription).where(in_customer)
+    return paginate(stmt, Subscription, query, organization_id, cursor_scope=[in_customer])
 
 
 def get_customer_subscription(

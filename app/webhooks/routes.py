@@ -7,10 +7,12 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import logging_setup as log_context
 from app import settings_of
 from app.api import PUBLIC, json_response, operation
 from app.db import db
 from app.errors import PROBLEM_JSON
+from app.metrics import WEBHOOKS_RECEIVED
 from app.webhooks import service
 
 bp = Blueprint("webhooks", __name__)
@@ -54,12 +56,14 @@ def receive_stripe_webhook() -> ResponseReturnValue:
     payload = request.get_data(cache=False)
     secrets = (settings_of(current_app).stripe_webhook_secret,)
     event = service.verify_event(payload, request.headers.get("Stripe-Signature"), secrets)
+    log_context.bind_to_request(stripe_event_id=event["id"])
     try:
         # One statement, its own transaction: no ORM session, no BEGIN/COMMIT round trips.
         with db.autocommit_engine().connect() as connection:
             stored = service.store_event(connection, event, payload)
     except SQLAlchemyError:
         raise service.EventNotStored("The event could not be stored; retry later.") from None
+    WEBHOOKS_RECEIVED.labels("true" if stored else "false").inc()
     # Committed above; only now may a worker be told about the row.
     if stored and service.is_handled(event):
         service.enqueue_processing(event["id"])

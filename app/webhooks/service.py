@@ -344,6 +344,10 @@ def replay_event(session: Session, event_ref: str, *, force: bool = False) -> St
         raise EventNotReplayable(f"{row.type} events are not handled by BillingOS.")
     if row.status == PROCESSED and not force:
         raise EventNotReplayable(f"{row.stripe_event_id} is already processed (use --force).")
+    if row.payload_scrubbed_at is not None:
+        raise EventNotReplayable(
+            f"{row.stripe_event_id}'s payload was removed by retention; it cannot be replayed."
+        )
     row.status = PENDING
     row.attempts = 0
     row.last_error = None

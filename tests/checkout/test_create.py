@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -113,9 +114,27 @@ class TestIdempotency:
             == keyed.get_json()["id"]
         )
         reused = create(client, buyer, catalog.monthly.id, headers={"Idempotency-Key": "k-1"})
-        assert reused.status_code == 409
+        assert reused.status_code == 422
         assert reused.get_json()["code"] == "idempotency_key_reused"
         assert _checkout_count() == 2
+
+    def test_the_same_key_with_another_body_is_refused_not_answered(
+        self, client: Any, buyer: Buyer, catalog: Catalog
+    ) -> None:
+        key = {"Idempotency-Key": "order-7"}
+        first = create(client, buyer, catalog.one_time.id, headers=key, quantity=1)
+        assert first.status_code == 202
+        # The same price, another quantity: not the request this key first answered.
+        other = create(client, buyer, catalog.one_time.id, headers=key, quantity=3)
+        assert other.status_code == 422
+        assert other.mimetype == "application/problem+json"
+        assert other.get_json()["code"] == "idempotency_key_reused"
+        # The same body (fields in another order) is a repeat.
+        body = {"quantity": 1, "price_id": str(catalog.one_time.id)}
+        again = client.post("/v1/checkout/create", json=body, headers={**buyer.headers, **key})
+        assert again.status_code == 200
+        assert again.get_json()["id"] == first.get_json()["id"]
+        assert _checkout_count() == 1
 
     def test_the_same_key_of_another_buyer_is_another_checkout(
         self, client: Any, merchant: Merchant, buyer: Buyer, catalog: Catalog
@@ -168,6 +187,27 @@ class TestIdempotency:
 
 
 class TestPreferWait:
+    @pytest.mark.parametrize(
+        "prefer",
+        ["wait=11", "wait=99999999999999999999", "wait=abc", "wait=", "wait=-1", "wait=2.5"],
+    )
+    def test_a_malformed_or_too_long_wait_is_refused_before_anything_is_written(
+        self, client: Any, buyer: Buyer, catalog: Catalog, prefer: str
+    ) -> None:
+        response = create(client, buyer, catalog.one_time.id, headers={"Prefer": prefer})
+        assert response.status_code == 400
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["code"] == "invalid_prefer_header"
+        assert _checkout_count() == 0
+
+    def test_other_preferences_are_ignored(
+        self, client: Any, buyer: Buyer, catalog: Catalog
+    ) -> None:
+        headers = {"Prefer": "return=minimal, wait=1; foo=bar"}
+        response = create(client, buyer, catalog.one_time.id, headers=headers)
+        assert response.status_code == 202
+        assert response.headers["Preference-Applied"] == "wait=1"
+
     def test_wait_returns_the_open_checkout(
         self, client: Any, buyer: Buyer, catalog: Catalog, worker: Any
     ) -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
 import re
+
+import pytest
 
 from app.api import RequestModel  # noqa: F401 — the base every body model derives from
 
@@ -59,7 +62,30 @@ def test_docs_render_without_internet(client):
     assert asset.status_code == 200 and len(asset.data) > 100_000
 
 
-def test_metrics_are_prometheus_text(client):
+@pytest.fixture()
+def metrics_token(app):
+    settings = app.config["BILLINGOS"]
+    app.config["BILLINGOS"] = dataclasses.replace(settings, metrics_token="scrape-me-1234")
+    yield "scrape-me-1234"
+    app.config["BILLINGOS"] = settings
+
+
+def test_metrics_are_prometheus_text_for_the_scraper(client, metrics_token):
     client.get("/healthz")
-    text = client.get("/metrics").get_data(as_text=True)
-    assert "billingos_http_requests_total" in text
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"})
+    assert response.status_code == 200
+    assert "billingos_http_requests_total" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic c2NyYXBlLW1l"])
+def test_metrics_refuse_anyone_without_the_token(client, metrics_token, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert "billingos_http" not in response.get_data(as_text=True)
+
+
+def test_metrics_are_not_served_without_a_configured_token(client):
+    response = client.get("/metrics", headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 404

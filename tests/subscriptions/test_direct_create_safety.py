@@ -139,18 +139,19 @@ class TestCheckoutInProgress:
 
 class TestRateLimit:
     def test_429_with_retry_after_per_customer(self, client, merchant, buyer, catalog):
-        from app.customers.routes import SUBSCRIBE_RATE_LIMIT
+        from app.rate_limit import SUBSCRIBE_PER_CUSTOMER, rule
         from tests.factories import make_buyer
 
+        limit = rule(SUBSCRIBE_PER_CUSTOMER)
         statuses = []
         # A paid price: refused (402) before Stripe, yet counted. A window may reset once.
-        for _ in range(2 * SUBSCRIBE_RATE_LIMIT.limit + 1):
+        for _ in range(2 * limit.amount + 1):
             response = _create(client, buyer, catalog.monthly.id)
             statuses.append(response.status_code)
             if response.status_code == 429:
                 break
         assert statuses[-1] == 429
         assert response.get_json()["code"] == "rate_limited"
-        assert 1 <= int(response.headers["Retry-After"]) <= SUBSCRIBE_RATE_LIMIT.window_seconds
+        assert 1 <= int(response.headers["Retry-After"]) <= limit.get_expiry()
         other = make_buyer(merchant, external_id="user_other")
         assert _create(client, other, catalog.monthly.id).status_code == 402

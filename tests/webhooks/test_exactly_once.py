@@ -62,8 +62,9 @@ def backends_waiting_on_a_lock() -> int:
 
 def process_event_outcomes(worker_log: str) -> list[str] | None:
     """What each `stripe.process_event` run returned, once two have finished."""
+    # Log lines are JSON; Celery puts what the task returned (its repr) under data.return_value.
     outcomes = [
-        line.rsplit(": ", 1)[1]
+        json.loads(line)["data"]["return_value"]
         for line in worker_log.splitlines()
         if "stripe.process_event[" in line and " succeeded in " in line
     ]
