@@ -54,6 +54,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_metrics(app)
     register_security_headers(app)
     _register_blueprints(app)
+    # Well-signed Stripe deliveries are answered below Flask (the same service, metrics,
+    # request id and headers; everything else reaches the route).
+    from app.webhooks.ingest import install_ingest
+
+    install_ingest(app, MAX_BODY_BYTES)
 
     from app.cli import billingos_cli
 

@@ -21,6 +21,7 @@ from flask import current_app as current_flask_app
 from sqlalchemy.orm import Session
 
 from app.db import on_commit
+from app.logging_setup import context_headers
 
 CATALOG_MIRROR_PRODUCT = "catalog.mirror_product"
 
@@ -128,10 +129,18 @@ _TEMPLATE = json.dumps(
 _FORMAT = _TEMPLATE.replace("%", "%%")
 for _slot in ("@BODY@", "@TASK@", "@ID@", "@ARGSREPR@", "@ORIGIN@", "@QUEUE@", "@TAG@"):
     _FORMAT = _FORMAT.replace(_slot, "%(" + _slot.strip("@").lower() + ")s")
+# Extra headers (the log context: request id…) go after the protocol's own.
+_FORMAT = _FORMAT.replace('"stamps": {}}', '"stamps": {}%(extra)s}')
+assert "%(extra)s" in _FORMAT
 
 
-def task_message(name: str, *args: str, queue: str = DEFAULT_QUEUE) -> bytes:
-    """The broker message `send_task(name, args)` would store for the Redis transport."""
+def task_message(
+    name: str, *args: str, queue: str = DEFAULT_QUEUE, headers: dict[str, str] | None = None
+) -> bytes:
+    """The broker message `send_task(name, args)` would store for the Redis transport.
+
+    `headers` are added to the protocol's own, as `before_task_publish` receivers add theirs.
+    """
     task_id = str(uuid.uuid4())
     body = json.dumps([list(args), {}, _EMBED]).encode()
     return (
@@ -145,6 +154,7 @@ def task_message(name: str, *args: str, queue: str = DEFAULT_QUEUE) -> bytes:
             "origin": f"gen{os.getpid()}@{_HOSTNAME}",
             "queue": queue,
             "tag": str(uuid.uuid4()),
+            "extra": ", " + json.dumps(headers)[1:-1] if headers else "",
         }
     ).encode()
 
@@ -169,4 +179,5 @@ def publish(name: str, *args: str, client: redis.Redis | None = None) -> None:
 
     To the app's broker (`client`, or the current app's when not given).
     """
-    (client or broker_of(current_flask_app)).lpush(DEFAULT_QUEUE, task_message(name, *args))
+    message = task_message(name, *args, headers=context_headers())
+    (client or broker_of(current_flask_app)).lpush(DEFAULT_QUEUE, message)

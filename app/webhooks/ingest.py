@@ -59,7 +59,8 @@ class WebhookIngest:
         started = time.perf_counter()
         payload = environ["wsgi.input"].read(length)
         try:
-            event = service.verify_event(payload, environ.get("HTTP_STRIPE_SIGNATURE"), self.secrets)
+            signature = environ.get("HTTP_STRIPE_SIGNATURE")
+            event = service.verify_event(payload, signature, self.secrets)
         except ApiError:
             return self._to_route(environ, payload, start_response)
         request_id = logging_setup.sane_request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -107,5 +108,5 @@ class WebhookIngest:
         (new if stored else repeated).inc()
 
 
-def install(app: Flask, max_body_bytes: int) -> None:
+def install_ingest(app: Flask, max_body_bytes: int) -> None:
     app.wsgi_app = WebhookIngest(app, app.wsgi_app, max_body_bytes)  # type: ignore[method-assign]
