@@ -240,6 +240,26 @@ def _lock_event(session: Session, stripe_event_id: str) -> StripeEvent | None:
     return session.execute(_LOCK_EVENT, {"stripe_event_id": stripe_event_id}).scalar_one_or_none()
 
 
+# The processing path reads and marks the inbox row with Core statements, built once: no ORM
+# object, identity-map entry or unit-of-work flush per event.
+_LOCK_EVENT_ROW = (
+    select(_INBOX.c.id, _INBOX.c.type, _INBOX.c.status, _INBOX.c.payload)
+    .where(_INBOX.c.stripe_event_id == bindparam("stripe_event_id"))
+    .with_for_update()
+)
+_MARK_EVENT = (
+    update(_INBOX)
+    .where(_INBOX.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        attempts=_INBOX.c.attempts + bindparam("attempted"),
+        processed_at=bindparam("processed_at"),
+        last_error=bindparam("note"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     """Apply one stored event exactly once.
 
@@ -250,23 +270,41 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     from app.webhooks.handlers import HANDLERS
 
     with db.transaction() as session:
-        row = _lock_event(session, stripe_event_id)
+        row = session.execute(_LOCK_EVENT_ROW, {"stripe_event_id": stripe_event_id}).first()
         if row is None:
             return ProcessingResult("missing")
         if row.status in (PROCESSED, IGNORED):
             return ProcessingResult("already_done")
+        now = utcnow()
         handler = HANDLERS.get(row.type)
         if handler is None:
-            row.status = IGNORED
+            session.execute(
+                _MARK_EVENT,
+                {
+                    "row_id": row.id,
+                    "status": IGNORED,
+                    "attempted": 0,
+                    "processed_at": None,
+                    "note": None,
+                    "now": now,
+                },
+            )
             return ProcessingResult("ignored")
         note = handler(session, row.payload)
-        row.status = PROCESSED
-        row.attempts += 1
-        row.processed_at = utcnow()
         # An event about an object that is not ours is done, not failed: the note (kept in
         # `last_error`, the inbox's one free-text column) tells an operator why it changed
-        # nothing.
-        row.last_error = note
+        # nothing. The handler's ORM changes flush before this statement (autoflush).
+        session.execute(
+            _MARK_EVENT,
+            {
+                "row_id": row.id,
+                "status": PROCESSED,
+                "attempted": 1,
+                "processed_at": utcnow(),
+                "note": note,
+                "now": now,
+            },
+        )
         if note:
             log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
         return ProcessingResult("processed", note)
