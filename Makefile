@@ -7,7 +7,7 @@ PY := $(BIN)/python
 export FLASK_APP := app:create_app
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup run test lint format migrate bench chaos fuzz clean
+.PHONY: setup browser run test e2e lint format migrate bench chaos fuzz clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed: requirements.txt | $(BIN)/activate
 
 ## setup: create the virtualenv and install the pinned requirements
 setup: $(VENV)/.installed
+
+## browser: Debian's Chromium for the browser tests, installed with apt when absent
+browser:
+	@bash scripts/install_chromium.sh
 
 ## migrate: create the database if needed and apply every migration
 migrate: setup
@@ -33,10 +37,14 @@ run: migrate
 ## test: the whole suite against real Postgres and Redis, in TEST_WORKERS pytest processes side by
 ##       side (default 2; 0 = one process); each has its own database, redis-server and ports,
 ##       so two `make test` on one machine do not meet. Whole files go to one process (loadfile),
-##       so a module's shared server starts once.
+##       so a module's shared server starts once. Browser tests (headless Chromium) included.
 TEST_WORKERS ?= 2
-test: setup
+test: setup browser
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+## e2e: the browser tests alone; screenshots of the demo app go to docs/screenshots/
+e2e: setup browser
+	E2E_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check), mypy, and the import layers (lint-imports; contracts in
 ##       pyproject.toml)

@@ -14,7 +14,9 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.celery_app import init_celery
+    from app.cors import init_cors
     from app.db import db
+    from app.demo.routes import register_demo
     from app.errors import register_error_handlers, register_request_guards
     from app.logging_setup import configure_logging, connect_celery_signals, init_request_logging
     from app.metrics import connect_task_metrics, init_metrics, watch_checkout_settlements
@@ -22,6 +24,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.realtime import init_realtime
     from app.redis_client import init_redis
     from app.security_headers import register_security_headers
+    from app.versions import init_versions
 
     settings = settings or Settings.from_env(**overrides)
     settings.require_safe_secrets()
@@ -41,6 +44,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     db.configure(
         settings.database_url,
         pool_size=settings.db_pool_size,
+        lock_timeout_ms=settings.db_lock_timeout_ms,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
         server_prepare=settings.db_server_prepare,
     )
     init_redis(app, settings.redis_url)
@@ -51,9 +56,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_request_logging(app)
     register_error_handlers(app)
     register_request_guards(app)
+    init_cors(app)
     init_metrics(app)
     register_security_headers(app)
     _register_blueprints(app)
+    register_demo(app)
+    init_versions(app)
     # Well-signed Stripe deliveries are answered below Flask (the same service, metrics,
     # request id and headers; everything else reaches the route).
     from app.webhooks.ingest import install_ingest
@@ -76,12 +84,27 @@ def _register_blueprints(app: Flask) -> None:
     from app.catalog.routes import bp as catalog
     from app.checkout.routes import bp as checkout
     from app.customers.routes import bp as customers
+    from app.embed.routes import bp as embed
+    from app.entitlements.routes import bp as features
     from app.ops.routes import bp as ops
+    from app.organizations.routes import bp as organizations
     from app.session_tokens.routes import bp as session_tokens
     from app.streams.routes import bp as streams
     from app.webhooks.routes import bp as webhooks
 
-    for bp in (ops, session_tokens, api_keys, catalog, checkout, streams, customers, webhooks):
+    for bp in (
+        ops,
+        organizations,
+        session_tokens,
+        api_keys,
+        catalog,
+        checkout,
+        streams,
+        customers,
+        features,
+        webhooks,
+        embed,
+    ):
         app.register_blueprint(bp)
 
 

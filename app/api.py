@@ -10,6 +10,7 @@ document cannot drift from what the server accepts.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.auth import AUTHENTICATORS
+from app.cors import check_origin
 from app.errors import ApiError, ValidationFailed
+from app.versions import translator_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,18 +33,6 @@ SECRET_KEY = "secret_key"
 SESSION_TOKEN = "session_token"
 ANY_CREDENTIAL = "any"
 PUBLIC = None
-
-
-class RequestModel(BaseModel):
-    """Base of request bodies: unknown fields are an error, and JSON types are not coerced."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
-
-
-class QueryModel(BaseModel):
-    """Base of query strings: values arrive as strings, so lax coercion applies."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
@@ -176,6 +167,10 @@ def operation(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if authenticate is not None:
                 authenticate()
+                check_origin()
+            translator = translator_for(request.endpoint)
+            if translator is not None:
+                return translator.serve(functools.partial(fn, *args, **kwargs))
             if query is not None:
                 kwargs["query"] = parse_query(query)
             if body is not None:

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import logging
 import math
-import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import credentials
 from app.db import db
 from app.errors import Forbidden, Unauthenticated
 from app.redis_client import get_redis
@@ -34,27 +34,27 @@ from models.base import utcnow
 
 log = logging.getLogger(__name__)
 
-SECRET_KEY_PREFIX = "bos_sk_test_"
-SESSION_TOKEN_PREFIX = "bos_st_"
-# 32 random bytes → 43 URL-safe characters.
-_TOKEN_BYTES = 32
-
 
 def digest(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()
 
 
 def generate_secret_key() -> str:
-    return SECRET_KEY_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+    return credentials.generate(credentials.SECRET_KEY)
 
 
 def generate_session_token() -> str:
-    return SESSION_TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+    return credentials.generate(credentials.SESSION_TOKEN)
 
 
 class TokenExpired(Unauthenticated):
     code = "token_expired"
     title = "Token expired"
+
+
+class OtherModeCredential(Unauthenticated):
+    code = "wrong_mode"
+    title = "Credential of the other mode"
 
 
 class WrongCredential(Forbidden):
@@ -85,7 +85,7 @@ def _bearer() -> str:
 
 
 def resolve_secret_key(credential: str, now: datetime | None = None) -> MerchantPrincipal:
-    if not credential.startswith(SECRET_KEY_PREFIX):
+    if _kind(credential) != credentials.SECRET_KEY:
         raise Unauthenticated("The credential is not a valid secret key.")
     key_hash = digest(credential)
     # A rotated key works until its `expires_at` (the overlap window), a revoked one never.
@@ -185,7 +185,7 @@ def _check_expiry(principal: CustomerPrincipal, now: datetime) -> CustomerPrinci
 
 
 def resolve_session_token(credential: str, now: datetime | None = None) -> CustomerPrincipal:
-    if not credential.startswith(SESSION_TOKEN_PREFIX):
+    if _kind(credential) != credentials.SESSION_TOKEN:
         raise Unauthenticated("The credential is not a valid session token.")
     now = now or utcnow()
     token_hash = digest(credential)
@@ -222,11 +222,13 @@ def resolve_session_token(credential: str, now: datetime | None = None) -> Custo
 
 
 def _kind(credential: str) -> str:
-    if credential.startswith(SECRET_KEY_PREFIX):
-        return "secret_key"
-    if credential.startswith(SESSION_TOKEN_PREFIX):
-        return "session_token"
-    raise Unauthenticated("The credential is neither a secret key nor a session token.")
+    """The credential's kind from its prefix; 401 for a credential of the other mode."""
+    known = credentials.classify(credential)
+    if known is None:
+        raise Unauthenticated("The credential is neither a secret key nor a session token.")
+    if known.mode != credentials.deployment_mode():
+        raise OtherModeCredential(credentials.other_mode_message(known.mode))
+    return known.kind
 
 
 def authenticate_merchant() -> MerchantPrincipal:

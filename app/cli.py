@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import click
@@ -17,17 +18,28 @@ from app.catalog.demo import DEMO_PRODUCTS
 from app.catalog.schemas import ProductCreate
 from app.customers.schemas import CustomerIn
 from app.db import db
+from app.organizations.schemas import ORIGIN_PATTERN
 from app.organizations.service import create_organization, issue_secret_key, organization_named
 from app.pagination import ListQuery
 from app.session_tokens import service as session_tokens
+from app.versions import KNOWN_VERSIONS, NEW_ORGANIZATION_VERSION
 from models import Organization, Product
 
 DEMO_ORGANIZATION = "BillingOS Demo"
+# The React dev servers' default origins (Next.js / Create React App, Vite).
+DEMO_ALLOWED_ORIGINS = ("http://localhost:3000", "http://localhost:5173")
 
 
 @click.group("billingos")
 def billingos_cli() -> None:
     """BillingOS administration."""
+
+
+def _origins(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not re.fullmatch(ORIGIN_PATTERN, value):
+            raise click.BadParameter(f"{value!r} is not an origin like https://app.example.com")
+    return values
 
 
 def _print(payload: dict[str, object], as_json: bool) -> None:
@@ -42,12 +54,36 @@ def _print(payload: dict[str, object], as_json: bool) -> None:
 
 @billingos_cli.command("create-org")
 @click.argument("name")
+@click.option(
+    "--api-version",
+    type=click.Choice(KNOWN_VERSIONS),
+    default=NEW_ORGANIZATION_VERSION,
+    show_default=True,
+    help="The version requests without X-BillingOS-Version are rendered in.",
+)
+@click.option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    callback=lambda _ctx, _param, values: _origins(values),
+    help="A browser origin the SDK runs on, e.g. https://app.example.com (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create_org(name: str, as_json: bool) -> None:
+def create_org(
+    name: str, api_version: str, allowed_origins: tuple[str, ...], as_json: bool
+) -> None:
     """Create an organization and print its first secret key (shown only once)."""
-    organization, secret_key = create_organization(name)
+    organization, secret_key = create_organization(name, api_version, allowed_origins)
     db.session.commit()
-    _print({"organization_id": str(organization.id), "secret_key": secret_key}, as_json)
+    _print(
+        {
+            "organization_id": str(organization.id),
+            "secret_key": secret_key,
+            "api_version": organization.api_version,
+            "allowed_origins": list(organization.allowed_origins),
+        },
+        as_json,
+    )
 
 
 @billingos_cli.command("seed-demo")
@@ -59,11 +95,15 @@ def seed_demo(as_json: bool) -> None:
     """
     organization = organization_named(DEMO_ORGANIZATION)
     if organization is None:
-        organization, secret_key = create_organization(DEMO_ORGANIZATION)
+        organization, secret_key = create_organization(
+            DEMO_ORGANIZATION, NEW_ORGANIZATION_VERSION, DEMO_ALLOWED_ORIGINS
+        )
         for product in DEMO_PRODUCTS:
             catalog.create_product(organization.id, ProductCreate.model_validate(product))
     else:
         secret_key = issue_secret_key(organization.id)
+        missing = [o for o in DEMO_ALLOWED_ORIGINS if o not in organization.allowed_origins]
+        organization.allowed_origins = [*organization.allowed_origins, *missing]
     db.session.flush()
     products = db.session.execute(
         select(Product)
@@ -79,6 +119,8 @@ def seed_demo(as_json: bool) -> None:
         {
             "organization_id": str(organization.id),
             "secret_key": secret_key,
+            "api_version": organization.api_version,
+            "allowed_origins": list(organization.allowed_origins),
             "products": product_list,
         },
         as_json,

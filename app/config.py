@@ -31,6 +31,10 @@ RATE_LIMIT_DEFAULTS = {
     "session_tokens_per_organization": "3000/minute",
     "portal_per_customer": "10/minute",
     "subscribe_per_customer": "10/minute",
+    # The hosted checkout page (no credential): a page polling every 2 s uses 30 a minute; an
+    # address may hide a few buyers behind one NAT. Beyond that someone is probing ids.
+    "embed_per_checkout": "120/minute",
+    "embed_per_address": "600/minute",
 }
 TEST_MODE = "test"
 PRODUCTION_MODE = "production"
@@ -113,6 +117,14 @@ def _rate_limits(env: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
     return rules
 
 
+def _mode(env: dict[str, str]) -> str:
+    """BILLINGOS_MODE: test or live (whether the Stripe key matches is `secret_problems`')."""
+    mode = env.get("BILLINGOS_MODE") or "test"
+    if mode not in ("test", "live"):
+        raise ConfigError(f"BillingOS: BILLINGOS_MODE must be test or live, got {mode!r}")
+    return mode
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -140,6 +152,11 @@ class Settings:
     # Off behind a pooler in transaction mode (pgbouncer), which cannot keep a session's
     # prepared statements: DB_SERVER_PREPARE=0.
     db_server_prepare: bool = True
+    # A statement waiting longer than this for a row lock fails (55P03) instead of hanging: a
+    # task retries it, a request answers 503 with Retry-After. 0 disables the limit.
+    db_lock_timeout_ms: int = 5000
+    # Any single statement running longer than this is canceled (57014). 0 disables it.
+    db_statement_timeout_ms: int = 30000
     # Retention (app/retention.py): days after which data nobody needs any more is removed.
     session_token_retention_days: int = 7
     client_secret_retention_days: int = 1
@@ -150,6 +167,11 @@ class Settings:
     # `/metrics` answers only `Authorization: Bearer <this>`; unset, it is not served at all.
     metrics_token: str | None = None
     realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
+    # test | live: the mode of the credentials this deployment mints and accepts.
+    mode: str = "test"
+    # Where a credential of the other mode belongs (the hosts the SDKs pick from a prefix).
+    test_api_url: str = "https://sandbox-api.billingos.dev"
+    live_api_url: str = "https://api.billingos.dev"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -158,9 +180,16 @@ class Settings:
 
     def secret_problems(self) -> list[str]:
         """What is wrong with the secrets, in words naming each setting; empty when safe."""
-        if self.env == TEST_MODE:
-            return []
+        # Live mode takes real money only, and a live key only ever serves live mode: checked
+        # in the test suite too, since a mixed-up mode mints credentials for the wrong host.
         problems = []
+        live_key = self.stripe_secret_key.startswith(LIVE_KEY_PREFIXES)
+        if self.mode == "live" and not live_key:
+            problems.append("BILLINGOS_MODE=live needs a live STRIPE_SECRET_KEY (sk_live_…)")
+        if self.mode == "test" and live_key:
+            problems.append("a live STRIPE_SECRET_KEY needs BILLINGOS_MODE=live")
+        if self.env == TEST_MODE:
+            return problems
         if not self.stripe_webhook_secret:
             problems.append("missing required setting STRIPE_WEBHOOK_SECRET")
         elif self.stripe_webhook_secret in PUBLISHED_WEBHOOK_SECRETS:
@@ -196,6 +225,7 @@ class Settings:
             fallback = _DEV_SECRETS[name] if mode == TEST_MODE else ""
             return env.get(name) or fallback
 
+        billing_mode = _mode(env)
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
         values: dict[str, Any] = {
             "env": mode,
@@ -222,6 +252,10 @@ class Settings:
             ),
             "db_pool_size": _int(env, "DB_POOL_SIZE", defaults.db_pool_size),
             "db_server_prepare": env.get("DB_SERVER_PREPARE", "1") != "0",
+            "db_lock_timeout_ms": _int(env, "DB_LOCK_TIMEOUT_MS", defaults.db_lock_timeout_ms),
+            "db_statement_timeout_ms": _int(
+                env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms
+            ),
             **{
                 name: _int(env, name.upper(), getattr(defaults, name))
                 for name in RETENTION_SETTINGS
@@ -231,6 +265,9 @@ class Settings:
                 env, "API_KEY_ROTATION_OVERLAP_SECONDS", defaults.api_key_rotation_overlap_seconds
             ),
             "realtime": realtime_settings(env),
+            "mode": billing_mode,
+            "test_api_url": env.get("BILLINGOS_TEST_API_URL") or defaults.test_api_url,
+            "live_api_url": env.get("BILLINGOS_LIVE_API_URL") or defaults.live_api_url,
         }
         values["rate_limits"] = _rate_limits(env, values)
         known = {f.name for f in fields(cls)}

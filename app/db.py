@@ -3,6 +3,13 @@
 `on_commit(session, fn)` is the one mechanism behind "enqueue after commit" and "publish after
 commit": the callback runs once the outermost transaction has committed, and is dropped if it
 rolls back, so no task or real-time message ever refers to a row that does not exist.
+
+Every connection carries `lock_timeout` and `statement_timeout` (Settings
+`db_lock_timeout_ms`/`db_statement_timeout_ms`): a lock held too long elsewhere, or a statement
+stuck behind one, becomes an error (`is_contention`) instead of a hang. A task retries it with
+backoff; a request answers 503 with `Retry-After` (app/errors.py). No code path holds a row lock
+or a pooled connection across a Stripe call, so these limits only fire when something is wrong;
+the lock order every path follows is in docs/architecture.md ("Locks and Stripe calls").
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 
 from app.redis_client import one_round_trip
@@ -22,10 +30,31 @@ log = logging.getLogger(__name__)
 
 _HOOKS_KEY = "billingos.after_commit"
 
+# SQLSTATEs of a transaction that lost a wait, not of a bug: lock_not_available (lock_timeout,
+# NOWAIT), query_canceled (statement_timeout), deadlock_detected, serialization_failure.
+CONTENTION_SQLSTATES = frozenset({"55P03", "57014", "40P01", "40001"})
+
+
+def is_contention(error: BaseException) -> bool:
+    """True for a database error that running the same work again later may not hit."""
+    if not isinstance(error, DBAPIError):
+        return False
+    return getattr(error.orig, "pgcode", None) in CONTENTION_SQLSTATES
+
+
+def connection_options(*, lock_timeout_ms: int, statement_timeout_ms: int) -> str:
+    """libpq `options`: set once per connection, so every session of the pool carries them."""
+    # timestamptz values come back in the session's time zone; the API speaks UTC.
+    return (
+        f"-c timezone=UTC -c lock_timeout={int(lock_timeout_ms)} "
+        f"-c statement_timeout={int(statement_timeout_ms)}"
+    )
+
 
 class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self._options = ""
         # Whether statements may be PREPAREd on the server (not behind a transaction pooler).
         self.server_prepare = True
         self._autocommit: Engine | None = None
@@ -35,9 +64,24 @@ class Database:
         event.listen(self.session_factory, "after_commit", _run_after_commit_hooks)
         event.listen(self.session_factory, "after_soft_rollback", _drop_after_commit_hooks)
 
-    def configure(self, url: str, *, pool_size: int = 10, server_prepare: bool = True) -> None:
+    def configure(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        lock_timeout_ms: int = 5000,
+        statement_timeout_ms: int = 30000,
+        server_prepare: bool = True,
+    ) -> None:
         self.server_prepare = server_prepare
-        if self.engine is not None and str(self.engine.url) == url:
+        options = connection_options(
+            lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms
+        )
+        if (
+            self.engine is not None
+            and self.engine.url.render_as_string(hide_password=False) == url
+            and self._options == options
+        ):
             return
         if self.engine is not None:
             self.engine.dispose()
@@ -53,9 +97,9 @@ class Database:
             # Error messages (and so log lines and tracebacks) never quote bound parameters:
             # they are emails, token digests and client secrets.
             hide_parameters=True,
-            # timestamptz values come back in the session's time zone; the API speaks UTC.
-            connect_args={"options": "-c timezone=UTC"},
+            connect_args={"options": options},
         )
+        self._options = options
         self.session_factory.configure(bind=self.engine)
 
     def dispose(self) -> None:
@@ -87,7 +131,8 @@ class Database:
                 pool_timeout=5,
                 pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
-                connect_args={"options": "-c timezone=UTC"},
+                hide_parameters=True,
+                connect_args={"options": self._options},
             )
         return self._autocommit
 

@@ -12,7 +12,10 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
+
+from app.db import is_contention
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,24 @@ def _from_http_exception(error: HTTPException) -> Response:
     return problem_response(status, code, title, error.description or title, headers=headers)
 
 
+# Seconds a client should wait after losing a wait for a database lock.
+CONTENTION_RETRY_AFTER_SECONDS = 1
+
+
+def _from_database_error(error: DBAPIError) -> Response:
+    """A lost wait for a lock (lock/statement timeout, deadlock) is "busy, retry", not a 500."""
+    if not is_contention(error):
+        return _from_unexpected(error)
+    log.warning("request lost a database wait: %s", type(error.orig).__name__)
+    return problem_response(
+        503,
+        "database_busy",
+        "Service busy",
+        "The data this request needs is being changed by another request; retry shortly.",
+        headers={"Retry-After": str(CONTENTION_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _from_unexpected(error: Exception) -> Response:
     log.exception("unhandled error")
     return problem_response(
@@ -189,4 +210,5 @@ def register_request_guards(app: Flask) -> None:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _from_api_error)
     app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(DBAPIError, _from_database_error)
     app.register_error_handler(Exception, _from_unexpected)

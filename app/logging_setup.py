@@ -27,8 +27,8 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 _SECRET_PATTERNS = re.compile(
-    r"(bos_(?:sk|st)_[A-Za-z0-9_\-]+"
-    r"|(?:sk|rk)_(?:test|live)_[A-Za-z0-9]+"
+    r"(bos_(?:sk|st|session)_[A-Za-z0-9_\-]+"
+    r"|(?:sk|rk)_(?:test|live)_[A-Za-z0-9_\-]+"
     r"|whsec_[A-Za-z0-9_]+"
     r"|(?:pi|seti)_[A-Za-z0-9]+_secret_[A-Za-z0-9]+"
     r"|token=[^&\s\"']+)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from flask import Flask
@@ -10,6 +11,15 @@ from pydantic import BaseModel
 
 from app.api import Operation
 from app.errors import PROBLEM_JSON
+from app.versions import (
+    BASE_VERSION,
+    HEADER,
+    KNOWN_VERSIONS,
+    SDK_2026_01_01,
+    SDK_ERROR_SCHEMA,
+    RouteTranslator,
+    translator_of,
+)
 
 _PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
 _REF = "#/components/schemas/{model}"
@@ -56,8 +66,9 @@ _STANDARD_ERRORS = {
 
 
 class _Components:
-    def __init__(self) -> None:
-        self.schemas: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.schemas: dict[str, Any] = {"Problem": PROBLEM_SCHEMA, "SdkError": SDK_ERROR_SCHEMA}
 
     def ref(self, model: type[BaseModel], mode: str) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
@@ -67,11 +78,12 @@ class _Components:
         return {"$ref": _REF.format(model=model.__name__)}
 
 
-def _problem(description: str, code: str | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {PROBLEM_JSON: {"schema": {"$ref": _REF.format(model="Problem")}}},
-    }
+def _problem(version: str, description: str, code: str | None = None) -> dict[str, Any]:
+    if version == SDK_2026_01_01:
+        content = {"application/json": {"schema": {"$ref": _REF.format(model="SdkError")}}}
+    else:
+        content = {PROBLEM_JSON: {"schema": {"$ref": _REF.format(model="Problem")}}}
+    response: dict[str, Any] = {"description": description, "content": content}
     if code:
         response["description"] = f"{description} (`code`: `{code}`)"
     return response
@@ -129,7 +141,7 @@ def _operation(
             }
         doc["responses"][str(status)] = entry
     for status, extra in op.extra_responses.items():
-        doc["responses"][str(status)] = extra
+        doc["responses"][str(status)] = _errors_in_version(extra, components.version)
     standard = {400, 404, 405, 413, 414, 500} if op.body is not None else {404, 405, 414, 500}
     if op.body is not None:
         standard |= {415, 422}
@@ -137,15 +149,53 @@ def _operation(
         standard.add(422)
     if op.auth is not None:
         standard |= {401, 403}
-    for status in sorted(standard | set(op.errors)):
+    errors = dict(op.errors)
+    if components.version == SDK_2026_01_01:
+        # The dialect answers validation errors as 400.
+        standard = {400 if s == 422 else s for s in standard}
+        errors = {400 if s == 422 else s: code for s, code in errors.items()}
+    for status in sorted(standard | set(errors)):
         doc["responses"].setdefault(
-            str(status), _problem(_STANDARD_ERRORS.get(status, "Error"), op.errors.get(status))
+            str(status),
+            _problem(components.version, _STANDARD_ERRORS.get(status, "Error"), errors.get(status)),
         )
     return doc
 
 
-def build_openapi(app: Flask) -> dict[str, Any]:
-    components = _Components()
+def _errors_in_version(response: dict[str, Any], version: str) -> dict[str, Any]:
+    """A hand-written response entry whose problem+json content the dialect renders as SdkError."""
+    content = response.get("content", {})
+    if version != SDK_2026_01_01 or PROBLEM_JSON not in content:
+        return response
+    sdk_error = {"schema": {"$ref": _REF.format(model="SdkError")}}
+    return {**response, "content": {"application/json": sdk_error}}
+
+
+def _in_version(op: Operation, translator: RouteTranslator | None) -> Operation:
+    """The operation as a version with its own translator for the route serves it."""
+    if translator is None:
+        return op
+    responses = dict(translator.responses or op.responses)
+    description = op.description
+    if translator.credential is not None:
+        # Only that credential gets the translated shape; its `responses` document both.
+        description = (
+            f"{description or ''}\n\nWith a {translator.credential.replace('_', ' ')}, "
+            "this version answers the shape documented here; other credentials get the "
+            "route's usual body."
+        ).strip()
+    return replace(
+        op,
+        body=translator.body or op.body,
+        query=translator.query or op.query,
+        responses=responses,
+        errors={**op.errors, **translator.errors},
+        description=description,
+    )
+
+
+def build_openapi(app: Flask, version: str = BASE_VERSION) -> dict[str, Any]:
+    components = _Components(version)
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
@@ -153,6 +203,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         if op is None:
             continue
         path = _PARAM.sub(lambda m: "{" + m.group("name") + "}", rule.rule)
+        op = _in_version(op, translator_of(version, rule.endpoint))
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             entry = _operation(rule.rule, method, op, components)
             entry["operationId"] = f"{method.lower()}_{rule.endpoint.replace('.', '_')}"
@@ -161,8 +212,14 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "BillingOS API",
-            "version": "1.0.0",
-            "description": "Products, in-app checkout, subscriptions and entitlements on Stripe.",
+            "version": version,
+            "description": (
+                "Products, in-app checkout, subscriptions and entitlements on Stripe.\n\n"
+                f"This document describes API version `{version}` (known: "
+                f"{', '.join(KNOWN_VERSIONS)}; `/openapi.json?version=…`). A request's version "
+                f"is its `{HEADER}` header, else its organization's default; every response "
+                f"carries the version it was rendered in in `{HEADER}`."
+            ),
         },
         "paths": paths,
         "components": {

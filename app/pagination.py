@@ -16,12 +16,14 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import ColumnElement, Select, and_, or_, select, tuple_
 
-from app.api import QueryModel
 from app.db import db
+from app.request_models import QueryModel
+
+MAX_PAGE_SIZE = 100
 
 
 class ListQuery(QueryModel):
-    limit: int = Field(default=20, ge=1, le=100)
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
     starting_after: uuid.UUID | None = None
 
 

@@ -32,6 +32,8 @@ CONFIRM_PER_CUSTOMER = "confirm_per_customer"
 SESSION_TOKENS_PER_ORGANIZATION = "session_tokens_per_organization"
 PORTAL_PER_CUSTOMER = "portal_per_customer"
 SUBSCRIBE_PER_CUSTOMER = "subscribe_per_customer"
+EMBED_PER_CHECKOUT = "embed_per_checkout"
+EMBED_PER_ADDRESS = "embed_per_address"
 
 _EXTENSION = "rate_limiter"
 

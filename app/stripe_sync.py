@@ -7,8 +7,13 @@ reconciler all call these functions, so the flow converges whichever of them hea
 
 Rules every function here keeps:
 
-- It locks the rows it changes (`SELECT … FOR UPDATE`), always the checkout before the
-  subscription, so two appliers of the same news serialize instead of deadlocking.
+- It locks the rows it changes (`SELECT … FOR UPDATE`) in the one lock order of the codebase
+  (docs/architecture.md: inbox event, checkout, payment, subscription, then the customer's
+  entitlements), so two appliers of the same news serialize instead of deadlocking.
+- It never calls Stripe while it holds a lock. When it needs Stripe's current state, it asks
+  `fetched()` for a copy read before the transaction began; if there is none (or the rows it
+  guards moved since), `NeedsStripe` rolls the transaction back, the caller reads Stripe with no
+  transaction open, and runs the whole transaction again (compare-and-set on row versions).
 - It is idempotent: applying the same object twice changes nothing the second time (the
   checkout's `transition()` is a no-op for the same status and fields).
 - It never regresses: Stripe delivers events at least once and in no particular order
@@ -22,16 +27,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app.stripe_gateway import CHECKOUT_METADATA
+from app.db import db
+from app.stripe_gateway import CHECKOUT_METADATA, TransientStripeError, get_gateway
 from models import CheckoutSession, Customer, PaymentIntent, ProductPrice, Subscription
 from models.base import utcnow
 from models.checkout import (
@@ -45,6 +52,8 @@ from models.checkout import (
 from models.subscription import ENDED_STATUSES
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A Stripe object as the gateway returns it (`stripe.StripeObject`, which in stripe-python 16 is
 # no longer a dict) or as a webhook event carries it (a plain dict).
@@ -62,6 +71,70 @@ EXPIRY_CANCELLATION_COMMENT = "billingos: checkout expired"
 # into the future, so an event created around the fetch counts as "in doubt" and is re-fetched
 # rather than trusted.
 CLOCK_SKEW = timedelta(seconds=5)
+
+
+# --------------------------------------------------------------------------- Stripe reads
+
+
+# `session.info` key of the Stripe objects read for the current transaction (see `fetched`).
+STRIPE_READS_KEY = "billingos.stripe_reads"
+
+
+@dataclass(frozen=True)
+class StripeRead:
+    # What the locked rows looked like when the read was asked for: the copy is used only while
+    # they still look the same, i.e. nothing was applied between the read and its use.
+    guard: Any
+    value: Any
+
+
+class NeedsStripe(Exception):
+    """A transaction needs Stripe's current state of an object: roll back, read it, run again."""
+
+    def __init__(self, key: tuple[str, str], guard: Any, read: Callable[[], Any]) -> None:
+        super().__init__(f"needs a fresh read of {key[0]} {key[1]}")
+        self.key = key
+        self.guard = guard
+        self.read = read
+
+    def perform(self) -> StripeRead:
+        """The Stripe call itself: run it with no transaction open."""
+        return StripeRead(self.guard, self.read())
+
+
+def fetched(session: Session, key: tuple[str, str], guard: Any, read: Callable[[], Any]) -> Any:
+    """Stripe's state of `key`, read before this transaction while the rows matched `guard`.
+
+    Raises `NeedsStripe` when there is no such read: the caller rolls back, performs it, stores
+    the result in `session.info[STRIPE_READS_KEY]` of the next attempt and runs again.
+    """
+    reads: dict[tuple[str, str], StripeRead] = session.info.get(STRIPE_READS_KEY) or {}
+    found = reads.get(key)
+    if found is not None and found.guard == guard:
+        return found.value
+    raise NeedsStripe(key, guard, read)
+
+
+def transaction_with_stripe_reads(work: Callable[[Session], T], *, rounds: int) -> T:
+    """Run `work(session)` in a transaction, again after each Stripe read it lacked.
+
+    Each `NeedsStripe` it raises rolls its transaction back and is answered by a Stripe call
+    made with no transaction open; after `rounds` reads the objects are still moving, and
+    `ObjectsKeptMoving` asks the caller to try again later.
+    """
+    reads: dict[tuple[str, str], StripeRead] = {}
+    for _ in range(rounds):
+        try:
+            with db.transaction() as session:
+                session.info[STRIPE_READS_KEY] = reads
+                return work(session)
+        except NeedsStripe as need:
+            reads[need.key] = need.perform()
+    raise ObjectsKeptMoving(f"Stripe objects kept changing over {rounds} reads; retry later.")
+
+
+class ObjectsKeptMoving(TransientStripeError):
+    """The rows changed under every read: a transient condition, retried like a Stripe outage."""
 
 
 # --------------------------------------------------------------------------- small readers
@@ -443,16 +516,10 @@ def _insert_checkout_subscription(
     return _lock_subscription(session, subscription["id"])
 
 
-def apply_subscription(
-    session: Session, subscription: StripeObject, *, event_created: datetime | None = None
-) -> Subscription | None:
-    """Record a Stripe subscription's state; complete its checkout once it is live.
-
-    `event_created` is the `created` of the event that carried `subscription`; None means the
-    object was just fetched from Stripe (the freshest truth there is). Returns our row, or None
-    when the subscription is not one we know.
-    """
-    subscription = as_dict(subscription)
+def lock_subscription_rows(
+    session: Session, subscription: Data
+) -> tuple[CheckoutSession | None, Subscription | None]:
+    """Lock a subscription's checkout (if any), then its row: the codebase's lock order."""
     stripe_id = subscription["id"]
     known = session.execute(
         select(Subscription.checkout_session_id).where(
@@ -464,11 +531,24 @@ def apply_subscription(
         if known is not None
         else _uuid(_metadata(subscription).get(CHECKOUT_METADATA))
     )
-    # Lock order: checkout, then subscription (see the module docstring).
     checkout = _lock_checkout(session, checkout_id)
     if checkout is not None and checkout.stripe_subscription_id not in (None, stripe_id):
         checkout = None
-    row = _lock_subscription(session, stripe_id)
+    return checkout, _lock_subscription(session, stripe_id)
+
+
+def apply_subscription(
+    session: Session, subscription: StripeObject, *, event_created: datetime | None = None
+) -> Subscription | None:
+    """Record a Stripe subscription's state; complete its checkout once it is live.
+
+    `event_created` is the `created` of the event that carried `subscription`; None means the
+    object was just fetched from Stripe (the freshest truth there is). Returns our row, or None
+    when the subscription is not one we know.
+    """
+    subscription = as_dict(subscription)
+    stripe_id = subscription["id"]
+    checkout, row = lock_subscription_rows(session, subscription)
     if row is None:
         if checkout is None:
             return None
@@ -484,10 +564,16 @@ def apply_subscription(
     ):
         if not _differs(row, _subscription_fields(session, row, subscription)):
             return row
-        # Same second or older than what we hold: the payload may be stale. Ask Stripe.
-        from app.stripe_gateway import get_gateway
-
-        subscription = as_dict(get_gateway().retrieve_subscription(stripe_id))
+        # Same second or older than what we hold: the payload may be stale. Ask Stripe — read
+        # outside this transaction, and used only if neither row moved since.
+        subscription = as_dict(
+            fetched(
+                session,
+                ("subscription", stripe_id),
+                (checkout.version if checkout is not None else None, row.version),
+                lambda: get_gateway().retrieve_subscription(stripe_id),
+            )
+        )
         event_created = None
         now_stamp = max(row.stripe_state_at, now_stamp)
     status = subscription["status"]

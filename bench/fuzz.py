@@ -4,7 +4,8 @@
 
 Starts the stack (its own database `billingos_fuzz` and Redis db, gunicorn as the Procfile does,
 one worker, the emulator), creates a merchant (secret key) and a buyer (session token), then runs
-`schemathesis run` over EVERY operation twice — once with each credential — with the checks that
+`schemathesis run` over EVERY operation four times — each credential in each API version
+(`X-BillingOS-Version`, against that version's `/openapi.json?version=…`) — with the checks that
 matter here: no 5xx (`not_a_server_error`) and no response outside the spec (status code,
 content type, headers, body schema). Reports (JUnit XML, and a pytest file reproducing each
 failure, to turn into a regression test) go to bench/results/fuzz/. Exit code: schemathesis's
@@ -18,6 +19,7 @@ import os
 import subprocess
 import sys
 
+from app.versions import KNOWN_VERSIONS
 from bench.procs import ROOT, VENV_BIN, ProcessRegistry
 from bench.results import RESULTS_DIR
 from bench.stack import Stack, log
@@ -36,13 +38,19 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 
 
 def schemathesis_argv(
-    base_url: str, credential: str, label: str, max_examples: int, max_time: int | None
+    base_url: str,
+    credential: str,
+    version: str,
+    label: str,
+    max_examples: int,
+    max_time: int | None,
 ) -> list[str]:
     report_dir = RESULTS_DIR / "fuzz"
     argv = [
-        str(VENV_BIN / "schemathesis"), "run", f"{base_url}/openapi.json",
+        str(VENV_BIN / "schemathesis"), "run", f"{base_url}/openapi.json?version={version}",
         "--url", base_url,
         "--header", f"Authorization: Bearer {credential}",
+        "--header", f"X-BillingOS-Version: {version}",
         "--checks", CHECKS,
         "--max-examples", str(max_examples),
         "--seed", "20261127",
@@ -84,20 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_worker("worker", concurrency=2)
         base_url = f"http://127.0.0.1:{port}"
         seed = stack.seed(base_url, buyers=1)
-        log(f"stack on {base_url}; fuzzing every operation as a merchant, then as a buyer")
+        log(f"stack on {base_url}; fuzzing every operation as a merchant and as a buyer")
         worst = 0
-        for label, credential in (
-            ("secret_key", seed.secret_key),
-            ("session_token", seed.buyers[0]["token"]),
-        ):
-            log(f"── schemathesis with a {label.replace('_', ' ')}")
-            done = subprocess.run(
-                schemathesis_argv(base_url, credential, label, args.max_examples, args.max_time),
-                cwd=ROOT,
-                check=False,
-            )
-            log(f"   schemathesis ({label}) exited {done.returncode}")
-            worst = worst or done.returncode
+        for version in KNOWN_VERSIONS:
+            for kind, credential in (
+                ("secret_key", seed.secret_key),
+                ("session_token", seed.buyers[0]["token"]),
+            ):
+                label = f"{kind}_{version}"
+                log(f"── schemathesis with a {kind.replace('_', ' ')}, API version {version}")
+                argv = schemathesis_argv(
+                    base_url, credential, version, label, args.max_examples, args.max_time
+                )
+                done = subprocess.run(argv, cwd=ROOT, check=False)
+                log(f"   schemathesis ({label}) exited {done.returncode}")
+                worst = worst or done.returncode
         return worst
     finally:
         registry.close()

@@ -235,7 +235,16 @@ class Stack:
     def seed(self, base_url: str, buyers: int = 20) -> Seed:
         """An organization (CLI), a catalog and buyers (API), like a merchant's first day."""
         out = subprocess.run(
-            [str(VENV_BIN / "flask"), "billingos", "create-org", f"Bench {self.label}", "--json"],
+            # The harness speaks the 2026-11-27 contract (snake_case bodies, problem+json).
+            [
+                str(VENV_BIN / "flask"),
+                "billingos",
+                "create-org",
+                f"Bench {self.label}",
+                "--api-version",
+                "2026-11-27",
+                "--json",
+            ],
             cwd=ROOT,
             env={**os.environ, **self.env(), "PYTHONPATH": str(ROOT)},
             check=True,

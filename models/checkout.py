@@ -142,6 +142,15 @@ class CheckoutSession(IdMixin, TimestampMixin, Base):
     confirm_attempts: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
+    # The buyer's current confirmation (the version at which it entered `processing`) and what
+    # it confirms with (Stripe ids, never card data): if the `checkout.confirm` message is lost,
+    # the reconciler sends the same confirmation, under the same idempotency key.
+    confirmation: Mapped[int | None] = mapped_column(Integer)
+    confirm_payment_method: Mapped[str | None] = mapped_column(String(255))
+    confirm_confirmation_token: Mapped[str | None] = mapped_column(String(255))
+    # When the reconciler last handed the checkout out: it serves the least recently seen first,
+    # so a batch of checkouts Stripe cannot settle yet does not hold up the rest.
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

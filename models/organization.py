@@ -3,7 +3,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy import DateTime, ForeignKey, Index, String, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, IdMixin, TimestampMixin
@@ -13,8 +14,19 @@ class Organization(IdMixin, TimestampMixin, Base):
     """A merchant: everything else belongs to exactly one organization."""
 
     __tablename__ = "organizations"
+    __table_args__ = (
+        Index("ix_organizations_allowed_origins", "allowed_origins", postgresql_using="gin"),
+    )
 
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # The API version a request without `X-BillingOS-Version` is rendered in.
+    api_version: Mapped[str] = mapped_column(
+        String(10), nullable=False, server_default=text("'2026-11-27'")
+    )
+    # Browser origins (scheme://host[:port]) the SDK may call the API from, for this merchant.
+    allowed_origins: Mapped[list[str]] = mapped_column(
+        ARRAY(String(255)), nullable=False, server_default=text("'{}'::varchar[]")
+    )
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="organization")
 

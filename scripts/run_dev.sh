@@ -47,6 +47,7 @@ cat <<BANNER
   ─────────────────────
   API            http://127.0.0.1:${PORT}        (docs: http://127.0.0.1:${PORT}/docs)
   Readiness      http://127.0.0.1:${PORT}/readyz
+  Demo app       http://127.0.0.1:${PORT}/demo     (a merchant's app: buy with card 4242 4242 4242 4242)
   Metrics        http://127.0.0.1:${PORT}/metrics   (Authorization: Bearer \$METRICS_TOKEN, in .run/secrets.env)
   Flower         http://127.0.0.1:${FLOWER_PORT}  (${flower_access})
   Stripe         ${stripe_mode}

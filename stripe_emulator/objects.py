@@ -5,6 +5,7 @@ Values are what a fresh test-mode object has; the engine mutates them afterwards
 
 from __future__ import annotations
 
+import hashlib
 import random
 import string
 from typing import Any
@@ -179,7 +180,8 @@ def payment_method(pmid: str, now: int, number: str, billing: dict | None = None
             "display_brand": brand,
             "exp_month": 12,
             "exp_year": 2034,
-            "fingerprint": "emu" + number[-8:],
+            # Opaque like Stripe's: the same card, the same fingerprint, and no digits of it.
+            "fingerprint": hashlib.sha256(number.encode()).hexdigest()[:16],
             "funding": "credit",
             "generated_from": None,
             "last4": number[-4:],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from . import objects
+from . import objects, stripejs
 from .engine import Engine
 from .errors import StripeError, invalid
 from .forms import FormError, canonical, decode
@@ -106,7 +106,9 @@ class App:
             self.handle_api(conn, method, path, query, headers, body)
             return
         try:
-            if path.startswith("/_emulator/"):
+            if path.startswith(stripejs.PREFIXES):
+                resp = Response(*stripejs.handle(self.engine, method, path, query, headers, body))
+            elif path.startswith("/_emulator/"):
                 resp = self.handle_control(method, path, query, body, headers)
             elif path.startswith("/p/session/"):
                 resp = self.handle_portal(method, path, body)

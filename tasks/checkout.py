@@ -119,8 +119,9 @@ _AUTORETRY: dict[str, Any] = {
 
 @shared_task(name=jobs.CHECKOUT_RECONCILE, **_AUTORETRY)
 def reconcile(self: Task, checkout_id: str) -> None:
-    """Settle a checkout from Stripe's current view (used after 3-D Secure, by the sweeper)."""
-    stripe_steps.refresh_checkout(uuid.UUID(checkout_id))
+    """Settle a checkout from Stripe's current view (after 3-D Secure; by the sweeper, which
+    also prepares again a `pending` one and re-sends a lost confirmation)."""
+    stripe_steps.settle_stuck_checkout(uuid.UUID(checkout_id))
 
 
 # Not bounded in Postgres: an overdue checkout stays overdue, and the next beat run enqueues it

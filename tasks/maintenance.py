@@ -2,9 +2,11 @@
 
 - `maintenance.requeue_unprocessed_events`: inbox events stored but still pending (the broker
   was down when the webhook arrived, or a worker died holding the task) are enqueued again.
-- `maintenance.reconcile_stuck_checkouts`: checkouts left in `processing`/`requires_action`
-  are handed to `checkout.reconcile`, which asks Stripe, so a webhook that never comes still
-  ends them in their true state.
+- `maintenance.reconcile_stuck_checkouts`: checkouts left in `pending`/`processing`/
+  `requires_action` are handed to `checkout.reconcile`, least recently seen first in batches
+  that advance: a `pending` one is prepared again, a confirmation Stripe never received is sent
+  again (same idempotency keys), and otherwise Stripe's state is applied, so a lost message or
+  a webhook that never comes still ends them in their true, final state.
 - `maintenance.prune_processed_events`: processed and ignored inbox rows older than 30 days are
   deleted (Stripe itself only keeps events for 30 days).
 

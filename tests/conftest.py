@@ -148,3 +148,17 @@ def start_worker(database_url: str):  # type: ignore[no-untyped-def]
     yield start
     for worker in started:
         worker.stop()
+
+
+METRICS_TOKEN = "scrape-me-1234"
+
+
+@pytest.fixture()
+def metrics_token(app: Flask) -> Iterator[str]:
+    """`/metrics` configured with a bearer token (it is not served without one)."""
+    import dataclasses
+
+    settings = app.config["BILLINGOS"]
+    app.config["BILLINGOS"] = dataclasses.replace(settings, metrics_token=METRICS_TOKEN)
+    yield METRICS_TOKEN
+    app.config["BILLINGOS"] = settings

@@ -11,6 +11,7 @@ from app.customers.schemas import CustomerIn
 from app.db import db
 from app.organizations.service import create_organization
 from app.session_tokens import service as session_tokens
+from app.versions import V2026_11_27
 from models import Organization, Product
 
 
@@ -40,8 +41,13 @@ class Buyer:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def make_merchant(name: str = "Acme") -> Merchant:
-    organization, secret_key = create_organization(name)
+def make_merchant(
+    name: str = "Acme",
+    api_version: str = V2026_11_27,
+    allowed_origins: tuple[str, ...] = (),
+) -> Merchant:
+    """A merchant; pinned to 2026-11-27, the version the suite's contract tests were written for."""
+    organization, secret_key = create_organization(name, api_version, allowed_origins)
     db.session.commit()
     return Merchant(organization, secret_key)
 

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.api import RequestModel
 from app.api_keys.service import key_status
+from app.request_models import RequestModel
 from models import ApiKey
 
 # A rotation's overlap may be shortened to nothing or stretched to a month, no further: a key

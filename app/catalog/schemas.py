@@ -4,13 +4,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from app.api import QueryModel, RequestModel
-from app.currencies import CURRENCIES
+from app.currencies import CURRENCIES, MAX_CHARGE, charge_amount_problem
 from app.pagination import ListQuery
+from app.request_models import QueryModel, RequestModel
 
 FEATURE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
-# Stripe's largest amount for most currencies is 99,999,999 minor units (8 digits).
-MAX_AMOUNT = 99_999_999
+# The largest amount Stripe takes in any currency; each currency's own range is checked below.
+MAX_AMOUNT = max(MAX_CHARGE.values())
 
 
 class FeatureIn(RequestModel):
@@ -38,6 +38,12 @@ class PriceIn(RequestModel):
                 raise ValueError("trial_period_days needs a recurring price (interval)")
             if self.amount == 0:
                 raise ValueError("a one-time price must have a positive amount")
+        if self.amount != 0:
+            # A $0 recurring price is free; any other must be an amount Stripe can charge
+            # (a checkout of it would otherwise fail only once the buyer tried to pay).
+            problem = charge_amount_problem(self.amount, self.currency)
+            if problem is not None:
+                raise ValueError(f"amount {problem}")
         return self
 
 

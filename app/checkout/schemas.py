@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.api import RequestModel
 from app.pagination import ListQuery
+from app.request_models import RequestModel
 from app.subscriptions.schemas import SubscriptionOut, subscription_out
 from models import CheckoutSession, PaymentIntent, Subscription
 

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app import jobs
@@ -26,8 +26,9 @@ from app.checkout.schemas import (
     CheckoutListQuery,
     PaymentListQuery,
 )
+from app.currencies import charge_amount_problem
 from app.db import db
-from app.errors import ApiError, Conflict, NotFound
+from app.errors import ApiError, Conflict, NotFound, ValidationFailed
 from app.pagination import paginate
 from models import CheckoutSession, Customer, PaymentIntent, Subscription
 from models.base import sql_in_list, utcnow
@@ -236,6 +237,13 @@ def create_checkout(
         return _repeat(existing, data, bound)
     if product_id is None:
         raise PriceNotFound("No such price, or it is no longer for sale.")
+    problem = charge_amount_problem(amount * data.quantity, currency)
+    if problem is not None:
+        # The insert (if it happened) rolls back with the request: nothing reaches Stripe.
+        raise ValidationFailed(
+            f"The checkout total (price amount x quantity) {problem}.",
+            errors=[{"loc": ["body", "quantity"], "msg": problem, "type": "charge_amount"}],
+        )
     if subscribed:
         raise AlreadySubscribed("You already have an active subscription to this product.")
     if inserted_id is None:
@@ -303,20 +311,32 @@ def wait_while_pending(checkout: CheckoutSession, seconds: float) -> CheckoutSes
 def confirm_checkout(
     principal: CustomerPrincipal, client_secret: str, data: CheckoutConfirm
 ) -> CheckoutSession:
+    """Confirm the customer's checkout named by its client secret (the SDK's confirm)."""
+    return _confirm(
+        select(CheckoutSession).where(
+            CheckoutSession.client_secret == client_secret,
+            CheckoutSession.customer_id == principal.customer_id,
+        ),
+        data,
+    )
+
+
+def confirm_checkout_by_id(checkout_id: uuid.UUID, data: CheckoutConfirm) -> CheckoutSession:
+    """Confirm the checkout named by its id alone (the hosted checkout page's confirm).
+
+    The id is the page's capability: a random UUID4 handed only to the buyer's browser.
+    """
+    return _confirm(select(CheckoutSession).where(CheckoutSession.id == checkout_id), data)
+
+
+def _confirm(query: Select[CheckoutSession], data: CheckoutConfirm) -> CheckoutSession:
     """Mark the checkout `processing` and enqueue `checkout.confirm`.
 
     The row lock makes a concurrent second confirm wait, then see `processing` and get 409: only
     one confirmation is ever sent to Stripe.
     """
     session = db.session()
-    checkout = session.execute(
-        select(CheckoutSession)
-        .where(
-            CheckoutSession.client_secret == client_secret,
-            CheckoutSession.customer_id == principal.customer_id,
-        )
-        .with_for_update()
-    ).scalar_one_or_none()
+    checkout = session.execute(query.with_for_update()).scalar_one_or_none()
     if checkout is None:
         raise CheckoutNotFound("No such checkout.")
     if checkout.status == EXPIRED or (checkout.is_confirmable and checkout.is_expired_at(utcnow())):
@@ -329,6 +349,10 @@ def confirm_checkout(
     if data.customer_name is not None:
         changes["customer_name"] = data.customer_name
     checkout.transition(PROCESSING, **changes)
+    # Kept so that a lost `checkout.confirm` message can be sent again by the reconciler.
+    checkout.confirmation = checkout.version
+    checkout.confirm_payment_method = data.payment_method_id
+    checkout.confirm_confirmation_token = data.confirmation_token_id
     jobs.enqueue_after_commit(
         session,
         jobs.CHECKOUT_CONFIRM,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,11 +121,31 @@ def prepare_checkout(checkout_id: uuid.UUID) -> None:
             receipt_email=checkout.customer_email,
             product_name=checkout.product.name,
         )
-    stripe_customer_id = ensure_stripe_customer(job.customer_id)
-    if job.recurring:
-        _prepare_subscription(job, stripe_customer_id)
-    else:
-        _prepare_payment(job, stripe_customer_id)
+    try:
+        stripe_customer_id = ensure_stripe_customer(job.customer_id)
+        if job.recurring:
+            _prepare_subscription(job, stripe_customer_id)
+        else:
+            _prepare_payment(job, stripe_customer_id)
+    except InvalidStripeRequest as refused:
+        # Permanent: the same request can never succeed, so the checkout ends with Stripe's
+        # own reason instead of waiting in `pending` until it expires.
+        _fail_pending(checkout_id, refused)
+
+
+def _fail_pending(checkout_id: uuid.UUID, refused: InvalidStripeRequest) -> None:
+    log.warning("checkout %s: Stripe refused to prepare it: %s", checkout_id, refused.code)
+    with db.transaction() as session:
+        checkout = _lock(session, checkout_id)
+        if checkout is not None and checkout.status == PENDING:
+            checkout.transition(
+                FAILED,
+                last_error={
+                    "code": refused.code or "stripe_error",
+                    "decline_code": None,
+                    "message": refused.message,
+                },
+            )
 
 
 def ensure_stripe_customer(customer_id: uuid.UUID) -> str:
@@ -368,14 +389,11 @@ def refresh_checkout(
         payment_intent_id = checkout.stripe_payment_intent_id
         setup_intent_id = checkout.stripe_setup_intent_id
         subscription_id = checkout.stripe_subscription_id
-    gateway = get_gateway()
     if intent is not None and not isinstance(intent, dict):
         intent = as_dict(intent)
     if intent is None:
-        if intent_type == "setup" and setup_intent_id:
-            intent = as_dict(gateway.retrieve_setup_intent(setup_intent_id))
-        elif payment_intent_id:
-            intent = as_dict(gateway.retrieve_payment_intent(payment_intent_id))
+        intent = _current_intent(intent_type, payment_intent_id, setup_intent_id)
+    gateway = get_gateway()
     subscription = None
     if subscription_id is not None and (intent is None or intent.get("status") == "succeeded"):
         subscription = gateway.retrieve_subscription(subscription_id)
@@ -390,6 +408,67 @@ def refresh_checkout(
         checkout = _lock(session, checkout_id)
         if checkout is not None and refusal is not None and checkout.status == PROCESSING:
             checkout.transition(FAILED, next_action=None, last_error=refusal)
+
+
+def settle_stuck_checkout(checkout_id: uuid.UUID) -> None:
+    """Drive a checkout the reconciler found unchanged for a while towards a final state.
+
+    - `pending`: its `checkout.prepare` message was lost, or every run failed: prepare again,
+      with the same idempotency keys (Stripe returns what an earlier run already made). Each
+      run counts in `prepare_attempts`, so a Stripe that stays down ends it `failed`, and a
+      permanent refusal ends it `failed` with Stripe's error at once.
+    - `processing` while Stripe says nothing happened to the intent (no confirmation reached
+      it: the `checkout.confirm` message was lost): send the buyer's confirmation again, under
+      the same key `checkout:{id}:confirm:{confirmation}`; bounded by `confirm_attempts`.
+    - otherwise: apply Stripe's current view (a lost webhook).
+    """
+    with db.transaction() as session:
+        checkout = session.get(CheckoutSession, checkout_id)
+        if checkout is None:
+            return
+        status = checkout.status
+        confirmation = checkout.confirmation
+        payment_method = checkout.confirm_payment_method
+        confirmation_token = checkout.confirm_confirmation_token
+        intent_type = checkout.intent_type
+        payment_intent_id = checkout.stripe_payment_intent_id
+        setup_intent_id = checkout.stripe_setup_intent_id
+    if status == PENDING:
+        prepare_checkout(checkout_id)
+        return
+    intent = _current_intent(intent_type, payment_intent_id, setup_intent_id)
+    if status == PROCESSING and confirmation is not None and _never_confirmed(intent):
+        log.info("checkout %s: its confirmation never reached Stripe; sending it", checkout_id)
+        confirm_checkout(
+            checkout_id,
+            confirmation,
+            payment_method=payment_method,
+            confirmation_token=confirmation_token,
+        )
+        return
+    refresh_checkout(checkout_id, intent=intent)
+
+
+def _current_intent(
+    intent_type: str | None, payment_intent_id: str | None, setup_intent_id: str | None
+) -> Mapping[str, Any] | None:
+    """The checkout's intent as Stripe has it now (None while it has none)."""
+    gateway = get_gateway()
+    if intent_type == "setup" and setup_intent_id:
+        return as_dict(gateway.retrieve_setup_intent(setup_intent_id))
+    if payment_intent_id:
+        return as_dict(gateway.retrieve_payment_intent(payment_intent_id))
+    return None
+
+
+def _never_confirmed(intent: Any) -> bool:
+    """Stripe's intent shows no confirmation attempt (or there is no intent to show one)."""
+    if intent is None:
+        return True
+    if intent.get("status") == "requires_confirmation":
+        return True
+    error = intent.get("last_payment_error") or intent.get("last_setup_error")
+    return intent.get("status") == "requires_payment_method" and not error
 
 
 # --------------------------------------------------------------------------- give up

@@ -144,10 +144,10 @@ def create_subscription(body: SubscriptionCreate) -> ResponseReturnValue:
 def cancel_subscription(
     subscription_id: uuid.UUID, body: SubscriptionCancel
 ) -> ResponseReturnValue:
+    # The service commits its own transactions (none is open across a Stripe call).
     subscription = subscriptions.cancel_subscription(
-        db.session(), current_customer(), subscription_id, at_period_end=body.at_period_end
+        current_customer(), subscription_id, at_period_end=body.at_period_end
     )
-    db.session.commit()
     return json_response(subscription_out(subscription))
 
 
@@ -182,7 +182,7 @@ def get_portal_session(query: PortalSessionQuery) -> ResponseReturnValue:
 def _open_portal(return_url: str | None) -> ResponseReturnValue:
     principal = current_customer()
     _rate_limit(rate_limit.PORTAL_PER_CUSTOMER, principal)
-    portal = service.create_portal_session(db.session(), principal, return_url)
+    portal = service.create_portal_session(principal, return_url)
     return json_response(portal, 201)
 
 

@@ -5,8 +5,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
-from app.api import QueryModel, RequestModel
 from app.entitlements.schemas import EntitlementOut
+from app.request_models import QueryModel, RequestModel
 from app.subscriptions.schemas import SubscriptionOut
 
 RETURN_URL_MAX_LENGTH = 2048

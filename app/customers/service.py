@@ -79,18 +79,19 @@ def customer_out(customer: Customer) -> CustomerOut:
     )
 
 
-def create_portal_session(
-    session: Session, principal: CustomerPrincipal, return_url: str | None
-) -> PortalSessionOut:
+def create_portal_session(principal: CustomerPrincipal, return_url: str | None) -> PortalSessionOut:
     """A Stripe billing portal session for the token's customer.
 
     The portal manages what Stripe knows about the customer (cards, invoices, plans), so a
     customer who has never reached Stripe — never started a checkout or a subscription — has
     nothing to manage yet: 409 `no_billing_account`.
     """
-    stripe_customer_id = session.execute(
+    stripe_customer_id = db.session.execute(
         select(Customer.stripe_customer_id).where(Customer.id == principal.customer_id)
     ).scalar_one()
+    # The request's connection goes back to the pool before Stripe is called: a slow Stripe
+    # must not hold Postgres connections (or the read's transaction) open.
+    db.session.remove()
     if stripe_customer_id is None:
         raise NoBillingAccount(
             "This customer has no billing account yet: the portal becomes available after "

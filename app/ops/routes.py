@@ -17,6 +17,13 @@ from app.errors import NotFound, Unauthenticated
 from app.metrics import render_metrics
 from app.openapi import build_openapi
 from app.redis_client import get_redis
+from app.versions import (
+    BASE_VERSION,
+    KNOWN_VERSIONS,
+    UnknownVersion,
+    current_version,
+    unknown_version_message,
+)
 
 bp = Blueprint("ops", __name__)
 
@@ -80,8 +87,13 @@ def metrics() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
-    spec: dict[str, Any] = current_app.extensions.get("openapi") or build_openapi(current_app)
-    current_app.extensions["openapi"] = spec
+    """The document of `?version=`, else of the request's version (see app/versions)."""
+    version = request.args.get("version") or current_version() or BASE_VERSION
+    if version not in KNOWN_VERSIONS:
+        raise UnknownVersion(unknown_version_message(version))
+    documents = current_app.extensions.setdefault("openapi", {})
+    spec: dict[str, Any] = documents.get(version) or build_openapi(current_app, version)
+    documents[version] = spec
     return json_response(spec)
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
@@ -13,10 +15,12 @@ from app.errors import ServiceUnavailable
 from app.session_tokens import service
 from app.session_tokens.schemas import (
     RevokedOut,
+    RevokedTokenOut,
     SessionTokenCreate,
     SessionTokenOut,
     SessionTokenRevoke,
 )
+from models import SessionToken
 
 bp = Blueprint("session_tokens", __name__)
 
@@ -41,7 +45,9 @@ def create_session_token(body: SessionTokenCreate) -> ResponseReturnValue:
         organization_id, body.customer, body.expires_in
     )
     db.session.commit()
-    out = SessionTokenOut(token=token, expires_at=row.expires_at, customer=customer_out(customer))
+    out = SessionTokenOut(
+        id=str(row.id), token=token, expires_at=row.expires_at, customer=customer_out(customer)
+    )
     return json_response(out, 201)
 
 
@@ -59,6 +65,27 @@ def revoke(body: SessionTokenRevoke) -> ResponseReturnValue:
     db.session.commit()
     if row is None:
         return json_response(RevokedOut(revoked=False))
+    _evict(row)
+    return json_response(RevokedOut(revoked=True))
+
+
+@bp.delete("/v1/session-tokens/<uuid:token_id>")
+@operation(
+    summary="Revoke a session token by its id",
+    description="Answers 200 with a JSON body (the node SDK parses every success as JSON).",
+    auth=SECRET_KEY,
+    responses={200: RevokedTokenOut},
+    errors={404: "session_token_not_found", 503: "service_unavailable"},
+    tags=["session tokens"],
+)
+def revoke_by_id(token_id: uuid.UUID) -> ResponseReturnValue:
+    row = service.revoke_session_token_by_id(current_merchant().organization_id, token_id)
+    db.session.commit()
+    _evict(row)
+    return json_response(RevokedTokenOut(id=str(row.id), revoked=True))
+
+
+def _evict(row: SessionToken) -> None:
     try:
         forget_revoked_token(row)
     except RedisError:
@@ -68,4 +95,3 @@ def revoke(body: SessionTokenRevoke) -> ResponseReturnValue:
             "The token is revoked but could not yet be evicted from the cache; retry.",
             headers={"Retry-After": "1"},
         ) from None
-    return json_response(RevokedOut(revoked=True))

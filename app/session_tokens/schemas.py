@@ -4,8 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api import RequestModel
 from app.customers.schemas import CustomerIn, CustomerOut
+from app.request_models import RequestModel
 
 
 class SessionTokenCreate(RequestModel):
@@ -18,10 +18,16 @@ class SessionTokenRevoke(RequestModel):
 
 
 class SessionTokenOut(BaseModel):
+    id: str = Field(description="Revoke it with `DELETE /v1/session-tokens/{id}`.")
     token: str
     expires_at: datetime
     customer: CustomerOut
 
 
 class RevokedOut(BaseModel):
+    revoked: bool
+
+
+class RevokedTokenOut(BaseModel):
+    id: str
     revoked: bool

@@ -22,12 +22,13 @@ from pydantic import Field
 from simple_websocket import Server
 
 from app import settings_of
-from app.api import SESSION_TOKEN, Operation, QueryModel
+from app.api import SESSION_TOKEN, Operation
 from app.auth import CustomerPrincipal, authenticate_customer, digest
 from app.checkout.schemas import CheckoutOut
 from app.config import RealtimeSettings
 from app.db import db
 from app.errors import PROBLEM_JSON, ApiError, NotFound, Unauthenticated
+from app.request_models import QueryModel
 from app.streams import transport
 from app.streams.hub import Update, hub_of
 from app.streams.leases import TooManyStreams, acquire_lease
@@ -308,6 +309,11 @@ def checkout_event_stream(checkout_id: str) -> ResponseReturnValue:
     stream = checkout_stream(hub_of(current_app), own_id, caller.principal.customer_id, options)
     if stream is None:
         raise NotFound("No such checkout.")
+    return event_stream_response(stream)
+
+
+def event_stream_response(stream: StatusStream) -> Response:
+    """The stream as a `text/event-stream` response that closes it however it ends."""
     response = Response(
         _sse(stream),
         mimetype="text/event-stream",

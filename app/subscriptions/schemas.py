@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api import RequestModel
+from app.request_models import RequestModel
 from models import Subscription
 from models.subscription import SubscriptionStatus
 

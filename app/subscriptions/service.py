@@ -106,15 +106,23 @@ def list_customer_subscriptions(
     return paginate(stmt, Subscription, query, organization_id, cursor_scope=[in_customer])
 
 
+def live_subscriptions(session: Session, customer_id: uuid.UUID) -> list[Subscription]:
+    """The subscriptions that still bill or grant (one per product at most), newest first."""
+    stmt = (
+        select(Subscription)
+        .where(Subscription.customer_id == customer_id, Subscription.status.in_(LIVE_STATUSES))
+        .order_by(Subscription.created_at.desc())
+    )
+    return list(session.execute(stmt).scalars())
+
+
 def get_customer_subscription(
-    session: Session, customer_id: uuid.UUID, subscription_id: uuid.UUID, *, lock: bool = False
+    session: Session, customer_id: uuid.UUID, subscription_id: uuid.UUID
 ) -> Subscription:
     """The customer's subscription; another customer's is as absent as a missing one."""
     stmt = select(Subscription).where(
         Subscription.id == subscription_id, Subscription.customer_id == customer_id
     )
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     subscription = session.execute(stmt).scalar_one_or_none()
     if subscription is None:
         raise SubscriptionNotFound("No such subscription.")
@@ -227,6 +235,14 @@ def _pending_direct_rows(customer_id: uuid.UUID, price_id: uuid.UUID) -> Any:
     )
 
 
+def _lock_customer(session: Session, customer_id: uuid.UUID) -> None:
+    # `FOR NO KEY UPDATE`: inserts of this customer's payments and subscriptions (their foreign
+    # key takes `FOR KEY SHARE`) do not wait for it.
+    session.execute(
+        select(Customer.id).where(Customer.id == customer_id).with_for_update(key_share=True)
+    )
+
+
 def _claim_direct_row(principal: CustomerPrincipal, price: _DirectPrice) -> uuid.UUID:
     """Our row for the attempt, committed before Stripe is called; its id keys the Stripe call.
 
@@ -235,9 +251,7 @@ def _claim_direct_row(principal: CustomerPrincipal, price: _DirectPrice) -> uuid
     — the same key, so Stripe makes one subscription for both.
     """
     with db.transaction() as session:
-        session.execute(
-            select(Customer.id).where(Customer.id == principal.customer_id).with_for_update()
-        )
+        _lock_customer(session, principal.customer_id)
         _refuse_if_not_allowed(session, principal.customer_id, price)
         now = utcnow()
         reusable: Subscription | None = None
@@ -279,8 +293,17 @@ def _abandon_direct_row(subscription_id: uuid.UUID) -> None:
 def _record_direct_subscription(
     subscription_id: uuid.UUID, stripe_subscription: stripe.Subscription
 ) -> Subscription:
-    """Link our row to Stripe's object and apply its state (entitlements follow)."""
+    """Link our row to Stripe's object and apply its state (entitlements follow).
+
+    The customer row is locked first, as `_claim_direct_row` does: the entitlements that
+    follow update it, and taking it last here would invert the claim's customer → subscription
+    order.
+    """
     with db.transaction() as session:
+        customer_id = session.execute(
+            select(Subscription.customer_id).where(Subscription.id == subscription_id)
+        ).scalar_one()
+        _lock_customer(session, customer_id)
         row = session.execute(
             select(Subscription)
             .where(Subscription.id == subscription_id)
@@ -387,52 +410,115 @@ def _cancel_orphan(
 # --------------------------------------------------------------------------- canceling
 
 
+# Stripe answers to one cancellation applied at most this many times: each retry means a webhook
+# changed the row between our call and our write, and a fresh read of Stripe settles it.
+CANCEL_APPLY_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class _CancelPlan:
+    stripe_subscription_id: str
+    # The row's version when the decision was made: Stripe's answer is written only over it.
+    version: int
+    idempotency_key: str
+
+
 def cancel_subscription(
-    session: Session,
-    principal: CustomerPrincipal,
-    subscription_id: uuid.UUID,
-    *,
-    at_period_end: bool,
+    principal: CustomerPrincipal, subscription_id: uuid.UUID, *, at_period_end: bool
 ) -> Subscription:
     """Cancel through Stripe, now or at the period's end; our row follows Stripe's answer.
 
     At period end, the subscription stays active (and entitling) until Stripe ends it with
     `customer.subscription.deleted`; now, it ends at once and so do its entitlements.
     https://docs.stripe.com/billing/subscriptions/cancel
+
+    It manages its own transactions and holds no lock or pooled connection while Stripe is
+    called: decide (a plain read), call Stripe, then write Stripe's answer under the row locks
+    (checkout, then subscription) only if the row is still at the version the decision saw. A
+    webhook that moved it meanwhile makes us read Stripe again instead of writing an answer
+    that may be older than what the webhook applied.
     """
-    subscription = get_customer_subscription(
-        session, principal.customer_id, subscription_id, lock=True
-    )
-    if subscription.status in ENDED_STATUSES or subscription.stripe_subscription_id is None:
-        raise SubscriptionNotCancelable(f"The subscription is already {subscription.status}.")
-    if at_period_end and subscription.cancel_at_period_end:
-        return subscription
+    plan = _plan_cancellation(principal, subscription_id, at_period_end=at_period_end)
+    if isinstance(plan, Subscription):
+        return plan
     gateway = get_gateway()
     try:
         if at_period_end:
-            # The key names the state it changes, so a repeat after the customer resumed the
-            # subscription (in the portal) is a new request, not a replay of the old answer.
-            version = int(subscription.updated_at.timestamp() * 1_000_000)
             stripe_subscription = gateway.update_subscription(
-                subscription.stripe_subscription_id,
+                plan.stripe_subscription_id,
                 {"cancel_at_period_end": True},
-                idempotency_key=f"subscription:{subscription.id}:cancel-at-period-end:{version}",
+                idempotency_key=plan.idempotency_key,
             )
         else:
             stripe_subscription = gateway.cancel_subscription(
-                subscription.stripe_subscription_id,
-                idempotency_key=f"subscription:{subscription.id}:cancel",
+                plan.stripe_subscription_id, idempotency_key=plan.idempotency_key
             )
     except InvalidStripeRequest:
         # Stripe refuses to cancel what has already ended (a webhook we have not processed
         # yet, or the merchant's dashboard): its current state is the answer.
-        stripe_subscription = _current_state(gateway, subscription.stripe_subscription_id)
+        stripe_subscription = _current_state(gateway, plan.stripe_subscription_id)
         if stripe_subscription["status"] not in ENDED_STATUSES:
             raise StripeRejected("Stripe refused the cancellation; nothing was changed.") from None
     except StripeGatewayError as error:
         raise stripe_failure(error) from None
-    applied = stripe_sync.apply_subscription(session, stripe_subscription)
-    return applied if applied is not None else subscription
+    version = plan.version
+    for _ in range(CANCEL_APPLY_ROUNDS):
+        applied = _apply_if_unchanged(subscription_id, version, stripe_subscription)
+        if isinstance(applied, Subscription):
+            return applied
+        version = applied
+        stripe_subscription = _current_state(gateway, plan.stripe_subscription_id)
+    # Still moving after several reads: the webhooks carry the rest; show the row as it is.
+    return _load(subscription_id)
+
+
+def _plan_cancellation(
+    principal: CustomerPrincipal, subscription_id: uuid.UUID, *, at_period_end: bool
+) -> _CancelPlan | Subscription:
+    """What to ask Stripe, decided on a plain read; the row itself when there is nothing to ask."""
+    session = db.session()
+    try:
+        subscription = get_customer_subscription(session, principal.customer_id, subscription_id)
+        if subscription.status in ENDED_STATUSES or subscription.stripe_subscription_id is None:
+            raise SubscriptionNotCancelable(f"The subscription is already {subscription.status}.")
+        if at_period_end and subscription.cancel_at_period_end:
+            return subscription
+        if at_period_end:
+            # The key names the state it changes, so a repeat after the customer resumed the
+            # subscription (in the portal) is a new request, not a replay of the old answer.
+            stamp = int(subscription.updated_at.timestamp() * 1_000_000)
+            key = f"subscription:{subscription.id}:cancel-at-period-end:{stamp}"
+        else:
+            key = f"subscription:{subscription.id}:cancel"
+        return _CancelPlan(subscription.stripe_subscription_id, subscription.version, key)
+    finally:
+        # No connection (nor the transaction the read opened) is kept across the Stripe call.
+        db.session.remove()
+
+
+def _apply_if_unchanged(
+    subscription_id: uuid.UUID, version: int, stripe_subscription: stripe.Subscription
+) -> Subscription | int:
+    """Write Stripe's answer if the row is still at `version`; else the version it moved to."""
+    with db.transaction() as session:
+        _checkout, row = stripe_sync.lock_subscription_rows(
+            session, stripe_sync.as_dict(stripe_subscription)
+        )
+        if row is None or row.id != subscription_id:
+            raise SubscriptionNotFound("No such subscription.")
+        if row.version != version:
+            return row.version
+        stripe_sync.apply_subscription(session, stripe_subscription)
+        session.flush()
+        session.refresh(row)  # everything loaded: the caller serializes it after the commit
+        return row
+
+
+def _load(subscription_id: uuid.UUID) -> Subscription:
+    with db.transaction() as session:
+        row = session.get(Subscription, subscription_id)
+        assert row is not None  # subscriptions are never deleted
+        return row
 
 
 def _current_state(gateway: StripeGateway, stripe_subscription_id: str) -> stripe.Subscription:

@@ -1,8 +1,12 @@
 """What each Stripe event type does to our rows.
 
 Handlers run inside the inbox transaction (`service.process_stored_event`), with the event row
-locked. They treat an event as a notification about an object, not as the object's latest
-state (https://docs.stripe.com/webhooks#event-ordering: delivery order is not guaranteed):
+locked, and never call Stripe there: a handler that needs an object's current state asks
+`stripe_sync.fetched`, which either has it (read just before this attempt) or rolls the attempt
+back so the object is read with no transaction open and the handler runs again.
+
+They treat an event as a notification about an object, not as the object's latest state
+(https://docs.stripe.com/webhooks#event-ordering: delivery order is not guaranteed):
 
 - a PaymentIntent or SetupIntent in a final state (`succeeded`, `canceled`) cannot be stale,
   so it is applied as delivered; in any other state it may have moved on since the event was
@@ -130,13 +134,14 @@ def lock_checkout_for(
     payment_intent_id: str | None = None,
     setup_intent_id: str | None = None,
     subscription_id: str | None = None,
-) -> None:
-    """Lock the checkout an object belongs to before asking Stripe about that object.
+) -> tuple[tuple[uuid.UUID, int], ...]:
+    """Lock the checkout an object belongs to; its (id, version) guards a read of that object.
 
-    A state fetched from Stripe is applied as "now"; without the lock, a concurrent worker
-    could apply a newer state between our fetch and our write, and ours would overwrite it.
-    With it, appliers of the same checkout take turns, and each fetch is newer than anything
-    applied before it. (Lock order: inbox row, checkout, subscription — as in stripe_sync.)
+    A state read from Stripe is applied as "now". The read happens between transactions (no
+    lock is held across a Stripe call), so it is used only if the checkout has not moved since
+    the read was asked for: otherwise a concurrent worker may have applied a newer state, and
+    the object is read again (`stripe_sync.fetched`). Lock order: inbox row, checkout, payment,
+    subscription — as in stripe_sync.
     """
     conditions = []
     if payment_intent_id:
@@ -145,26 +150,52 @@ def lock_checkout_for(
         conditions.append(CheckoutSession.stripe_setup_intent_id == setup_intent_id)
     if subscription_id:
         conditions.append(CheckoutSession.stripe_subscription_id == subscription_id)
-    if conditions:
-        session.execute(
-            select(CheckoutSession.id)
-            .where(or_(*conditions))
-            .order_by(CheckoutSession.id)
-            .with_for_update()
-        ).all()
+    if not conditions:
+        return ()
+    rows = session.execute(
+        select(CheckoutSession.id, CheckoutSession.version)
+        .where(or_(*conditions))
+        .order_by(CheckoutSession.id)
+        .with_for_update()
+    ).all()
+    return tuple((row.id, row.version) for row in rows)
 
 
 # ---------------------------------------------------------------------------- intents
 
 
+def _lock_value(session: Session, column: Any, stripe_column: Any, stripe_id: str) -> Any:
+    """Lock our row of a Stripe object (after its checkout) and read the column that guards it."""
+    return session.execute(
+        select(column).where(stripe_column == stripe_id).with_for_update()
+    ).scalar_one_or_none()
+
+
 def _current_payment_intent(session: Session, stripe_id: str) -> dict[str, Any]:
-    lock_checkout_for(session, payment_intent_id=stripe_id)
-    return get_gateway().retrieve_payment_intent(stripe_id).to_dict()
+    checkouts = lock_checkout_for(session, payment_intent_id=stripe_id)
+    status = _lock_value(
+        session, PaymentIntent.status, PaymentIntent.stripe_payment_intent_id, stripe_id
+    )
+    return _fetched(
+        session,
+        ("payment_intent", stripe_id),
+        (checkouts, status),
+        lambda: get_gateway().retrieve_payment_intent(stripe_id),
+    )
 
 
 def _current_setup_intent(session: Session, stripe_id: str) -> dict[str, Any]:
-    lock_checkout_for(session, setup_intent_id=stripe_id)
-    return get_gateway().retrieve_setup_intent(stripe_id).to_dict()
+    checkouts = lock_checkout_for(session, setup_intent_id=stripe_id)
+    return _fetched(
+        session,
+        ("setup_intent", stripe_id),
+        checkouts,
+        lambda: get_gateway().retrieve_setup_intent(stripe_id),
+    )
+
+
+def _fetched(session: Session, key: tuple[str, str], guard: Any, read: Any) -> dict[str, Any]:
+    return dict(stripe_sync.as_dict(stripe_sync.fetched(session, key, guard, read)))
 
 
 def handle_payment_intent(session: Session, event: dict[str, Any]) -> str | None:
@@ -203,9 +234,17 @@ def handle_setup_intent(session: Session, event: dict[str, Any]) -> str | None:
 
 def _apply_current_subscription(session: Session, stripe_subscription_id: str) -> None:
     # Re-fetched, so applied as Stripe's state "now" (no event time to compare).
-    lock_checkout_for(session, subscription_id=stripe_subscription_id)
-    subscription = get_gateway().retrieve_subscription(stripe_subscription_id)
-    stripe_sync.apply_subscription(session, subscription.to_dict())
+    checkouts = lock_checkout_for(session, subscription_id=stripe_subscription_id)
+    version = _lock_value(
+        session, Subscription.version, Subscription.stripe_subscription_id, stripe_subscription_id
+    )
+    subscription = _fetched(
+        session,
+        ("subscription", stripe_subscription_id),
+        (checkouts, version),
+        lambda: get_gateway().retrieve_subscription(stripe_subscription_id),
+    )
+    stripe_sync.apply_subscription(session, subscription)
 
 
 def handle_subscription(session: Session, event: dict[str, Any]) -> str | None:
@@ -273,10 +312,15 @@ def handle_invoice(session: Session, event: dict[str, Any]) -> str | None:
     if not (ours_by_subscription or ours_by_payment):
         return _not_ours("Invoice", invoice.get("id"))
 
-    gateway = get_gateway()
     if payment_intent_ids is None:
-        fetched = gateway.retrieve_invoice(invoice["id"], expand=["payments"])
-        payment_intent_ids = _invoice_payment_intent_ids(fetched.to_dict()) or []
+        # Only the list of payments is read from it: nothing to guard.
+        fetched = _fetched(
+            session,
+            ("invoice", invoice["id"]),
+            None,
+            lambda: get_gateway().retrieve_invoice(invoice["id"], expand=["payments"]),
+        )
+        payment_intent_ids = _invoice_payment_intent_ids(fetched) or []
     for stripe_payment_intent_id in payment_intent_ids:
         stripe_sync.apply_payment_intent(
             session,

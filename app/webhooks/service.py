@@ -74,6 +74,9 @@ REQUEUE_AFTER_SECONDS = 60
 RETENTION_DAYS = 30
 
 _MAX_ERROR_CHARS = 2000
+# Stripe reads one event may take between attempts of its transaction: an invoice needs the
+# invoice, its payments and its subscription; the rest is headroom for rows moving meanwhile.
+MAX_STRIPE_READS = 12
 # The table itself: the webhook insert is a Core statement (no ORM unit of work on the hot path).
 _INBOX = cast_type(Table, StripeEvent.__table__)
 
@@ -266,48 +269,60 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     The row lock serializes concurrent runs of the same event (a duplicate task, a redelivery
     after a worker died, the sweeper); the handler's writes and the `processed` mark share one
     transaction, so either both commit or neither does and the event is tried again.
+
+    Stripe is never called inside that transaction: a handler that needs an object's current
+    state rolls the attempt back, the object is read with no transaction (and so no lock and no
+    pooled connection) held, and the attempt runs again with it
+    (`stripe_sync.transaction_with_stripe_reads`).
     """
+    from app.stripe_sync import transaction_with_stripe_reads
+
+    return transaction_with_stripe_reads(
+        lambda session: _process_once(session, stripe_event_id), rounds=MAX_STRIPE_READS
+    )
+
+
+def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     from app.webhooks.handlers import HANDLERS
 
-    with db.transaction() as session:
-        row = session.execute(_LOCK_EVENT_ROW, {"stripe_event_id": stripe_event_id}).first()
-        if row is None:
-            return ProcessingResult("missing")
-        if row.status in (PROCESSED, IGNORED):
-            return ProcessingResult("already_done")
-        now = utcnow()
-        handler = HANDLERS.get(row.type)
-        if handler is None:
-            session.execute(
-                _MARK_EVENT,
-                {
-                    "row_id": row.id,
-                    "status": IGNORED,
-                    "attempted": 0,
-                    "processed_at": None,
-                    "note": None,
-                    "now": now,
-                },
-            )
-            return ProcessingResult("ignored")
-        note = handler(session, row.payload)
-        # An event about an object that is not ours is done, not failed: the note (kept in
-        # `last_error`, the inbox's one free-text column) tells an operator why it changed
-        # nothing. The handler's ORM changes flush before this statement (autoflush).
+    row = session.execute(_LOCK_EVENT_ROW, {"stripe_event_id": stripe_event_id}).first()
+    if row is None:
+        return ProcessingResult("missing")
+    if row.status in (PROCESSED, IGNORED):
+        return ProcessingResult("already_done")
+    now = utcnow()
+    handler = HANDLERS.get(row.type)
+    if handler is None:
         session.execute(
             _MARK_EVENT,
             {
                 "row_id": row.id,
-                "status": PROCESSED,
-                "attempted": 1,
-                "processed_at": utcnow(),
-                "note": note,
+                "status": IGNORED,
+                "attempted": 0,
+                "processed_at": None,
+                "note": None,
                 "now": now,
             },
         )
-        if note:
-            log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
-        return ProcessingResult("processed", note)
+        return ProcessingResult("ignored")
+    note = handler(session, row.payload)
+    # An event about an object that is not ours is done, not failed: the note (kept in
+    # `last_error`, the inbox's one free-text column) tells an operator why it changed
+    # nothing. The handler's ORM changes flush before this statement (autoflush).
+    session.execute(
+        _MARK_EVENT,
+        {
+            "row_id": row.id,
+            "status": PROCESSED,
+            "attempted": 1,
+            "processed_at": utcnow(),
+            "note": note,
+            "now": now,
+        },
+    )
+    if note:
+        log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
+    return ProcessingResult("processed", note)
 
 
 def record_processing_failure(

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.db import db
-from models import CheckoutSession
+from models import CheckoutSession, ProductPrice
 from tests.checkout.conftest import Catalog, create, status_of, wait_until
 from tests.factories import Buyer, Merchant, make_buyer, make_merchant, make_product
 from tests.support.ownership import make_subscription
@@ -50,6 +50,37 @@ class TestPriceNotFound:
         response = create(client, buyer, foreign.prices[0].id)
         assert response.status_code == 404
         assert response.get_json()["code"] == "price_not_found"
+        assert _checkout_count() == 0
+
+
+class TestChargeLimits:
+    """The total (price amount x quantity) must be an amount Stripe can charge."""
+
+    def test_a_total_above_stripes_maximum_is_a_422(
+        self, client: Any, merchant: Merchant, buyer: Buyer
+    ) -> None:
+        product = make_product(merchant, prices=[{"amount": 60_000_000, "currency": "usd"}])
+        response = create(client, buyer, product.prices[0].id, quantity=2)
+        assert response.status_code == 422, response.get_json()
+        problem = response.get_json()
+        assert problem["code"] == "validation_error"
+        assert "120000000 exceeds Stripe's maximum charge of 99999999 USD" in problem["detail"]
+        assert problem["errors"][0]["loc"] == ["body", "quantity"]
+        assert _checkout_count() == 0
+        assert create(client, buyer, product.prices[0].id, quantity=1).status_code in (201, 202)
+
+    def test_a_price_below_the_minimum_from_before_the_rule_is_a_422(
+        self, client: Any, merchant: Merchant, buyer: Buyer
+    ) -> None:
+        product = make_product(merchant, prices=[{"amount": 50, "currency": "usd"}])
+        # A price stored before prices were checked against Stripe's minimum.
+        db.session.execute(
+            update(ProductPrice).where(ProductPrice.id == product.prices[0].id).values(amount=20)
+        )
+        db.session.commit()
+        response = create(client, buyer, product.prices[0].id)
+        assert response.status_code == 422, response.get_json()
+        assert "below Stripe's minimum charge of 50 USD" in response.get_json()["detail"]
         assert _checkout_count() == 0
 
 

@@ -16,7 +16,11 @@ from sqlalchemy import select
 
 from app.checkout.stripe_steps import prepare_checkout
 from app.db import db
-from app.stripe_sync import apply_payment_intent, apply_subscription
+from app.stripe_sync import (
+    apply_payment_intent,
+    apply_subscription,
+    transaction_with_stripe_reads,
+)
 from models import PaymentIntent, Subscription
 from tests.checkout.conftest import Catalog, create, fetch
 from tests.factories import Buyer
@@ -30,8 +34,8 @@ def _prepared(client: Any, buyer: Buyer, price_id: Any) -> uuid.UUID:
 
 
 def _apply(fn: Any, obj: Any, **kwargs: Any) -> None:
-    with db.transaction() as session:
-        fn(session, obj, **kwargs)
+    # As the webhook worker applies: any Stripe read is made between two transactions.
+    transaction_with_stripe_reads(lambda session: fn(session, obj, **kwargs), rounds=3)
 
 
 class TestApplyPaymentIntent:
@@ -105,7 +109,7 @@ class TestApplySubscription:
             select(Subscription).where(Subscription.checkout_session_id == checkout_id)
         ).scalar_one()
         assert row.status == "active" and row.stripe_state_at is not None
-        state_at = row.stripe_state_at
+        state_at, row_id = row.stripe_state_at, row.id
 
         # An event created well before the state we hold: skipped... unless in doubt, when the
         # subscription is fetched again — either way it stays active.
@@ -114,7 +118,7 @@ class TestApplySubscription:
             apply_subscription, incomplete.to_dict(), event_created=state_at - timedelta(hours=1)
         )
         db.session.remove()
-        row = db.session.get(Subscription, row.id)
+        row = db.session.get(Subscription, row_id)
         assert row is not None and row.status == "active"
         assert len(stripe_emulator.requests(path="/v1/subscriptions/", method="GET")) == before + 1
 
@@ -124,7 +128,7 @@ class TestApplySubscription:
             apply_subscription, canceled.to_dict(), event_created=state_at + timedelta(seconds=1)
         )
         db.session.remove()
-        row = db.session.get(Subscription, row.id)
+        row = db.session.get(Subscription, row_id)
         assert row is not None and row.status == "canceled"
         # The checkout keeps its success: it did succeed.
         assert fetch(checkout_id).status == "succeeded"

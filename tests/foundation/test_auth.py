@@ -45,8 +45,8 @@ class TestSecretKeys:
 
     def test_keys_are_stored_only_as_digests(self, merchant):
         stored = db.session.query(ApiKey).filter_by(organization_id=merchant.id).one()
-        assert merchant.secret_key.startswith("bos_sk_test_")
-        assert len(merchant.secret_key) - len("bos_sk_test_") >= 32
+        assert merchant.secret_key.startswith("sk_test_")
+        assert len(merchant.secret_key) - len("sk_test_") >= 32
         assert stored.key_hash == digest(merchant.secret_key)
         assert merchant.secret_key not in (stored.key_hash, stored.key_prefix)
 
@@ -114,7 +114,7 @@ class TestMintingSessionTokens:
         first = client.post("/v1/session-tokens", json=body, headers=merchant.headers)
         assert first.status_code == 201
         data = first.get_json()
-        assert data["token"].startswith("bos_st_")
+        assert data["token"].startswith("bos_session_test_")
         assert data["customer"]["external_id"] == "user_42"
         assert data["customer"]["email"] == "a@example.com"
         second = client.post(

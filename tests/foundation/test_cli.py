@@ -34,4 +34,4 @@ def test_seed_demo_is_idempotent_and_has_every_kind_of_price(app, app_context):
     assert ("recurring", "month", True, False) in kinds
     assert ("recurring", "month", False, True) in kinds
     token = json.loads(runner.invoke(args=["billingos", "session-token", "--json"]).output)
-    assert token["token"].startswith("bos_st_")
+    assert token["token"].startswith("bos_session_test_")

@@ -64,7 +64,12 @@ def test_a_live_key_outside_production_is_refused(live_key):
     env = {**SAFE, "STRIPE_SECRET_KEY": live_key}
     with pytest.raises(ConfigError, match="live key but BILLINGOS_ENV is not production"):
         Settings.from_env(env).require_safe_secrets()
-    production = {**env, "BILLINGOS_ENV": "production", "STRIPE_PUBLISHABLE_KEY": "pk_live_x"}
+    production = {
+        **env,
+        "BILLINGOS_ENV": "production",
+        "BILLINGOS_MODE": "live",
+        "STRIPE_PUBLISHABLE_KEY": "pk_live_x",
+    }
     Settings.from_env(production).require_safe_secrets()
 
 

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
 
-from app.api import RequestModel  # noqa: F401 — the base every body model derives from
+from app.request_models import RequestModel  # noqa: F401 — the base every body model derives from
 
 
 def test_healthz(client):
@@ -60,14 +59,6 @@ def test_docs_render_without_internet(client):
     assert page.status_code == 200 and b"/openapi.json" in page.data
     asset = client.get("/docs/static/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.data) > 100_000
-
-
-@pytest.fixture()
-def metrics_token(app):
-    settings = app.config["BILLINGOS"]
-    app.config["BILLINGOS"] = dataclasses.replace(settings, metrics_token="scrape-me-1234")
-    yield "scrape-me-1234"
-    app.config["BILLINGOS"] = settings
 
 
 def test_metrics_are_prometheus_text_for_the_scraper(client, metrics_token):

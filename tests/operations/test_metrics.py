@@ -20,10 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.db import db
 from app.logging_setup import bound
 from app.stripe_gateway import TransientStripeError, get_gateway
+from tests.conftest import METRICS_TOKEN
 from tests.factories import Buyer, make_product
 from tests.operations.conftest import checkout_row, stored_event
 from tests.support.processes import start_celery_worker, wait_until
 from tests.support.server import free_port, start_web_server
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def sample(name: str, **labels: str) -> float:
@@ -41,7 +46,7 @@ def scraped(text: str, name: str, **labels: str) -> float:
 
 class TestWebMetrics:
     def test_latency_is_labelled_by_route_template_not_path(
-        self, client: Any, buyer: Buyer
+        self, client: Any, buyer: Buyer, metrics_token: str
     ) -> None:
         route = "/v1/checkout/<uuid:checkout_id>/status"
         before = sample("billingos_http_requests_total", method="GET", route=route, status="404")
@@ -53,17 +58,17 @@ class TestWebMetrics:
         )
         assert sample("billingos_http_request_seconds_count", method="GET", route=route) >= 3
         # No raw path (with its id) became a label.
-        body = client.get("/metrics").get_data(as_text=True)
+        body = client.get("/metrics", headers=bearer(metrics_token)).get_data(as_text=True)
         assert not re.search(r'route="[^"]*[0-9a-f]{8}-[0-9a-f]{4}-', body)
 
     def test_inbox_backlog_and_oldest_pending_age_are_read_at_scrape_time(
-        self, client: Any
+        self, client: Any, metrics_token: str
     ) -> None:
         stored_event("pending", timedelta(minutes=10))
         stored_event("pending", timedelta(seconds=5))
         stored_event("failed", timedelta(hours=1))
         stored_event("processed", timedelta(days=1))
-        body = client.get("/metrics").get_data(as_text=True)
+        body = client.get("/metrics", headers=bearer(metrics_token)).get_data(as_text=True)
         assert scraped(body, "billingos_inbox_pending_events") == 2
         assert 600 <= scraped(body, "billingos_inbox_oldest_pending_seconds") < 700
         assert scraped(body, "billingos_inbox_failed_events") == 1
@@ -161,11 +166,15 @@ class TestCheckoutMetrics:
 
 class TestMultiProcess:
     def test_gunicorn_workers_are_summed_in_one_scrape(self, app: Any) -> None:
-        server = start_web_server(workers=2, env={"ACCESS_LOG": "0"})
+        server = start_web_server(
+            workers=2, env={"ACCESS_LOG": "0", "METRICS_TOKEN": METRICS_TOKEN}
+        )
         try:
             for _ in range(20):
                 assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
-            body = requests.get(f"{server.url}/metrics", timeout=10).text
+            body = requests.get(
+                f"{server.url}/metrics", headers=bearer(METRICS_TOKEN), timeout=10
+            ).text
         finally:
             server.stop()
         counted = scraped(

@@ -12,6 +12,7 @@ import pytest
 from app.db import db
 from models import CheckoutSession
 from models.base import utcnow
+from tests.conftest import METRICS_TOKEN
 from tests.factories import Buyer, Merchant, make_product
 from tests.support.processes import PrivateRedis
 from tests.support.server import WebServer, start_web_server
@@ -75,7 +76,9 @@ def web_server(app: Any) -> Iterator[WebServer]:
     """One gunicorn process with a gevent worker, shared by a module's tests.
 
     It starts after `app`, so it inherits the session's emulator (STRIPE_API_BASE) too."""
-    server = start_web_server(workers=1, env={**FAST_REALTIME, **UNCAPPED})
+    server = start_web_server(
+        workers=1, env={**FAST_REALTIME, **UNCAPPED, "METRICS_TOKEN": METRICS_TOKEN}
+    )
     yield server
     log = server.log()
     server.stop()

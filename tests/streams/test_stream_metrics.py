@@ -5,13 +5,16 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import METRICS_TOKEN
 from tests.streams.clients import EventStream
 from tests.streams.conftest import advance
 from tests.support.processes import wait_until
 
 
 def _open_streams(server) -> float:
-    body = requests.get(f"{server.url}/metrics", timeout=10).text
+    body = requests.get(
+        f"{server.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    ).text
     return sum(
         s.value
         for family in text_string_to_metric_families(body)
