@@ -71,13 +71,7 @@ def throughput_vs_offered(
     ax.set_xlabel("offered load (events/s)")
     ax.set_ylabel("served (events/s)")
     ax.set_title("Webhook ingest: throughput vs. offered load")
-    ax.legend(fontsize=8)
-    ax.grid(True, alpha=0.3)
-    path = directory / f"{name}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, directory / f"{name}.png")
 
 
 def over_time(
@@ -93,9 +87,12 @@ def over_time(
     ax.set_xlabel("seconds since the load started")
     ax.set_ylabel("events")
     ax.set_title(TITLES.get(name, name))
+    return _save(fig, ax, directory / f"{name}.png")
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
-    path = directory / f"{name}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -34,6 +34,7 @@ def paced_latencies(
     post_port: int,
     pause: float = 0.02,
     checkouts: list[dict[str, Any]] | None = None,
+    until: float | None = None,
 ) -> list[float]:
     """Webhook POST (to `post_port`) → `succeeded` on a websocket (on `ws_port`), in ms.
 
@@ -53,6 +54,8 @@ def paced_latencies(
             raise FeatureMissing(f"GET /v1/checkout/{{id}}/ws answered {connected['statuses']}")
         conn = http.client.HTTPConnection("127.0.0.1", post_port, timeout=10)
         for index, checkout in enumerate(checkouts):
+            if until is not None and time.monotonic() > until:
+                break  # no new probe after the caller's window (`until`, monotonic seconds)
             event = envelope(
                 "payment_intent.succeeded",
                 checkout["payment_intent"],
