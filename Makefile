@@ -7,7 +7,7 @@ PY := $(BIN)/python
 export FLASK_APP := app:create_app
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup browser run test e2e lint format migrate bench chaos fuzz clean
+.PHONY: setup browser run test test-stripe e2e lint format migrate bench chaos fuzz clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ run: migrate
 TEST_WORKERS ?= 2
 test: setup browser
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+## test-stripe: the Stripe contract suite (tests/gateway, the emulator's Stripe-rule cases)
+##              against Stripe test mode when STRIPE_SECRET_KEY=sk_test_… is set (and
+##              STRIPE_API_BASE is not), against the emulator otherwise
+test-stripe: setup
+	BILLINGOS_STRIPE_CONTRACT=1 $(PY) -m pytest tests/gateway tests/emulator/test_stripe_rules.py $(PYTEST_ARGS)
 
 ## e2e: the browser tests alone; screenshots of the demo app go to docs/screenshots/
 e2e: setup browser

@@ -50,6 +50,7 @@ imports = (
     "tasks.stripe_events",
     "tasks.maintenance",
     "tasks.retention",
+    "tasks.usage",
 )
 
 beat_schedule: dict[str, dict[str, object]] = {
@@ -67,10 +68,21 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": jobs.MAINTENANCE_PRUNE_PROCESSED_EVENTS,
         "schedule": 6 * 3600.0,
     },
+    # Events Stripe could not deliver (or never sent), listed from Stripe and stored.
+    "backfill-stripe-events": {
+        "task": jobs.MAINTENANCE_BACKFILL_STRIPE_EVENTS,
+        "schedule": 300.0,
+    },
     # Retention: expired session tokens deleted, finished checkouts' client secrets and done
     # inbox payloads scrubbed (horizons in days are settings; see tasks/retention.py).
     "apply-retention": {
         "task": jobs.MAINTENANCE_APPLY_RETENTION,
+        "schedule": 3600.0,
+    },
+    # Usage metering (issue 15): ledger rows of closed periods older than the retention window
+    # move into daily rollups (the period totals are already in usage_aggregates).
+    "roll-up-usage-ledger": {
+        "task": jobs.USAGE_ROLL_UP_LEDGER,
         "schedule": 3600.0,
     },
     # Checkout (issue 4): a checkout is payable for an hour; past that, cancel its intent or

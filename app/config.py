@@ -96,6 +96,18 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"BillingOS: setting {name} must be an integer, got {raw!r}") from None
 
 
+def webhook_secrets_from(env: dict[str, str]) -> tuple[str, ...]:
+    """`STRIPE_WEBHOOK_SECRETS` and `STRIPE_WEBHOOK_SECRET`, each comma-separated, in order."""
+    raw = ",".join(
+        env.get(name) or "" for name in ("STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET")
+    )
+    secrets: list[str] = []
+    for secret in (part.strip() for part in raw.split(",")):
+        if secret and secret not in secrets:
+            secrets.append(secret)
+    return tuple(secrets)
+
+
 def _rate_limits(env: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
     rules = {
         # The oldest limit keeps its two settings (deployments set them).
@@ -135,6 +147,10 @@ class Settings:
     stripe_secret_key: str = _DEV_SECRETS["STRIPE_SECRET_KEY"]
     stripe_publishable_key: str = "pk_test_billingos_emulator"
     stripe_webhook_secret: str = _DEV_SECRETS["STRIPE_WEBHOOK_SECRET"]
+    # Every secret a `Stripe-Signature` may match: during a rotation (or with two endpoints)
+    # Stripe signs with the new secret while the old one is still valid for a while.
+    # Empty means just `stripe_webhook_secret`.
+    stripe_webhook_secrets: tuple[str, ...] = ()
     stripe_api_base: str | None = None
     stripe_api_version: str = STRIPE_API_VERSION
     stripe_max_network_retries: int = 2
@@ -192,7 +208,7 @@ class Settings:
             return problems
         if not self.stripe_webhook_secret:
             problems.append("missing required setting STRIPE_WEBHOOK_SECRET")
-        elif self.stripe_webhook_secret in PUBLISHED_WEBHOOK_SECRETS:
+        elif any(secret in PUBLISHED_WEBHOOK_SECRETS for secret in self.webhook_secrets):
             problems.append("STRIPE_WEBHOOK_SECRET is a published default, generate your own")
         if not self.stripe_secret_key:
             problems.append("missing required setting STRIPE_SECRET_KEY")
@@ -213,6 +229,10 @@ class Settings:
         if problems:
             raise ConfigError("BillingOS: " + "; ".join(problems))
 
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        return self.stripe_webhook_secrets or (self.stripe_webhook_secret,)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = dict(os.environ if environ is None else environ)
@@ -224,6 +244,8 @@ class Settings:
             # secret stays empty so `require_safe_secrets` can name it.
             fallback = _DEV_SECRETS[name] if mode == TEST_MODE else ""
             return env.get(name) or fallback
+
+        webhook_secrets = webhook_secrets_from(env) or (secret("STRIPE_WEBHOOK_SECRET"),)
 
         billing_mode = _mode(env)
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
@@ -237,7 +259,8 @@ class Settings:
             # Not a secret: only production insists on a real one.
             "stripe_publishable_key": env.get("STRIPE_PUBLISHABLE_KEY")
             or ("" if mode == PRODUCTION_MODE else defaults.stripe_publishable_key),
-            "stripe_webhook_secret": secret("STRIPE_WEBHOOK_SECRET"),
+            "stripe_webhook_secret": webhook_secrets[0],
+            "stripe_webhook_secrets": webhook_secrets,
             "stripe_api_base": env.get("STRIPE_API_BASE") or None,
             "stripe_max_network_retries": _int(
                 env, "STRIPE_MAX_NETWORK_RETRIES", defaults.stripe_max_network_retries

@@ -30,13 +30,17 @@ CHECKOUT_CONFIRM = "checkout.confirm"
 CHECKOUT_RECONCILE = "checkout.reconcile"
 CHECKOUT_EXPIRE = "checkout.expire"
 CHECKOUT_EXPIRE_OVERDUE = "checkout.expire_overdue"
+CHECKOUT_REFUND_ORPHANED_PAYMENT = "checkout.refund_orphaned_payment"
 
 STRIPE_PROCESS_EVENT = "stripe.process_event"
 
 MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS = "maintenance.requeue_unprocessed_events"
 MAINTENANCE_RECONCILE_STUCK_CHECKOUTS = "maintenance.reconcile_stuck_checkouts"
 MAINTENANCE_PRUNE_PROCESSED_EVENTS = "maintenance.prune_processed_events"
+MAINTENANCE_BACKFILL_STRIPE_EVENTS = "maintenance.backfill_stripe_events"
 MAINTENANCE_APPLY_RETENTION = "maintenance.apply_retention"
+
+USAGE_ROLL_UP_LEDGER = "usage.roll_up_ledger"
 
 ALL = frozenset(
     {
@@ -46,10 +50,13 @@ ALL = frozenset(
         CHECKOUT_RECONCILE,
         CHECKOUT_EXPIRE,
         CHECKOUT_EXPIRE_OVERDUE,
+        CHECKOUT_REFUND_ORPHANED_PAYMENT,
         STRIPE_PROCESS_EVENT,
         MAINTENANCE_REQUEUE_UNPROCESSED_EVENTS,
+        USAGE_ROLL_UP_LEDGER,
         MAINTENANCE_RECONCILE_STUCK_CHECKOUTS,
         MAINTENANCE_PRUNE_PROCESSED_EVENTS,
+        MAINTENANCE_BACKFILL_STRIPE_EVENTS,
         MAINTENANCE_APPLY_RETENTION,
     }
 )

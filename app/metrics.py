@@ -51,6 +51,11 @@ _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 REQUESTS = Counter(
     "billingos_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
+STRIPE_EVENT_VERSION_MISMATCH = Counter(
+    "billingos_stripe_event_api_version_mismatch_total",
+    "Stripe events rendered in another API version than ours; their object was re-fetched",
+    ["api_version"],
+)
 LATENCY = Histogram(
     "billingos_http_request_seconds",
     "Time to answer an HTTP request, by route template",

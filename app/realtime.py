@@ -11,6 +11,9 @@ Channels and messages (JSON text, the same objects the HTTP API returns):
                              Checkout = `checkout_status()` = GET /v1/checkout/{id}/status
     customer:{customer_id}   {"type": "subscription.updated", "data": Subscription, "version"}
                              {"type": "entitlements.updated", "data": [Entitlement], "version"}
+                             {"type": "usage.updated", "data": TrackUsage, "version"}
+                             (one feature's total this period; streams send at most a few a
+                             second per customer, the latest total winning)
 
 Versions order messages of one key (a checkout: `checkout.version`; a subscription:
 `subscriptions.version`, bumped on every change of the row by a flush hook in
@@ -65,6 +68,7 @@ log = logging.getLogger(__name__)
 CHECKOUT_UPDATED = "checkout.updated"
 SUBSCRIPTION_UPDATED = "subscription.updated"
 ENTITLEMENTS_UPDATED = "entitlements.updated"
+USAGE_UPDATED = "usage.updated"
 
 _EXTENSION = "billingos.realtime"
 
@@ -193,6 +197,14 @@ def publish_entitlements_updated(
     older than one it already has.
     """
     return publish([(customer_channel(customer_id), entitlements_message(entitlements, version))])
+
+
+def publish_usage_updated(customer_id: uuid.UUID | str, usage: BaseModel, version: int) -> int:
+    """Tell the customer's clients a feature's new total (`usage_aggregates.version` orders a
+    period's totals). Call after commit."""
+    return publish(
+        [(customer_channel(customer_id), _frame(USAGE_UPDATED, usage.model_dump_json(), version))]
+    )
 
 
 # The flush hook: collect at `after_flush` (attribute history is still there), serialize at

@@ -28,11 +28,13 @@ from typing import Any, TypeVar
 import stripe
 from stripe.params import (
     CustomerCreateParams,
+    EventListParams,
     PaymentIntentCancelParams,
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
     PriceCreateParams,
     ProductCreateParams,
+    RefundCreateParams,
     SetupIntentConfirmParams,
     SubscriptionCancelParams,
     SubscriptionCreateParams,
@@ -52,6 +54,28 @@ CUSTOMER_METADATA = "billingos_customer_id"
 PRODUCT_METADATA = "billingos_product_id"
 PRICE_METADATA = "billingos_price_id"
 SUBSCRIPTION_METADATA = "billingos_subscription_id"
+
+# The object types `StripeGateway.retrieve_object` can fetch again at our API version.
+REFETCHABLE_OBJECT_TYPES = frozenset(
+    {
+        "payment_intent",
+        "setup_intent",
+        "subscription",
+        "invoice",
+        "charge",
+        "refund",
+        "dispute",
+        "checkout.session",
+    }
+)
+
+# Which payment methods our intents accept: cards and the wallets that pay with one (Apple Pay,
+# Google Pay). BillingOS confirms intents server-side and the embedded checkout never leaves
+# the app, so no payment method may need a full-page redirect: Stripe refuses to confirm an
+# intent that allows redirects unless a `return_url` comes with the confirmation. One-time
+# PaymentIntents say so with `allow_redirects: never`; a subscription's invoices and its
+# trial SetupIntent take their payment method types from `payment_settings`.
+CARD_PAYMENT_METHOD_TYPES: list[str] = ["card"]
 
 
 # --------------------------------------------------------------------------- error vocabulary
@@ -80,7 +104,11 @@ class TransientStripeError(StripeGatewayError):
     """Connection failure, timeout, 5xx, 409 (concurrent idempotent request) or rate limit.
 
     Safe to retry with the same idempotency key: Stripe either never did the work or replays it.
+    `stored` says Stripe saved this failure as the key's answer (a 500, or a replay of one):
+    retrying under that key can only replay it.
     """
+
+    stored: bool = False
 
 
 class PaymentDeclined(StripeGatewayError):
@@ -153,7 +181,10 @@ def translate_error(error: stripe.StripeError) -> StripeGatewayError:
         return TransientStripeError(message, code=code, http_status=status)
     if isinstance(error, stripe.APIError):
         # 5xx, 409 "a request with this idempotency key is in progress", or an unparseable body.
-        return TransientStripeError(message, code=code, http_status=status)
+        transient = TransientStripeError(message, code=code, http_status=status)
+        replayed = (error.headers or {}).get("Idempotent-Replayed") == "true"
+        transient.stored = status == 500 or (replayed and (status or 0) >= 500)
+        return transient
     if isinstance(error, stripe.IdempotencyError):
         return InvalidStripeRequest(message, code="idempotency_error", http_status=status)
     if isinstance(error, stripe.InvalidRequestError):
@@ -174,6 +205,17 @@ def translate_error(error: stripe.StripeError) -> StripeGatewayError:
 def payment_intent_id_from_client_secret(client_secret: str) -> str:
     """The PaymentIntent (or SetupIntent) id is the part of a client secret before `_secret_`."""
     return client_secret.split("_secret_", 1)[0]
+
+
+def prepare_key(checkout_id: uuid.UUID) -> str:
+    """The key of the intent (or subscription) a checkout creates."""
+    return f"checkout:{checkout_id}:prepare"
+
+
+def customer_create_key(customer_id: uuid.UUID) -> str:
+    """Derived from the customer, not the checkout: two concurrent checkouts of the same buyer
+    send the same request and get the same Stripe customer."""
+    return f"customer:{customer_id}:create"
 
 
 def _metadata(organization_id: uuid.UUID | str, **extra: str | None) -> dict[str, str]:
@@ -269,12 +311,9 @@ class StripeGateway:
         external_id: str,
         email: str | None,
         name: str | None,
+        idempotency_key: str | None = None,
     ) -> stripe.Customer:
-        """Create the Stripe customer of one of our customers.
-
-        The key is derived from the customer, not the checkout: two concurrent checkouts of the
-        same buyer send the same request and get the same Stripe customer.
-        """
+        """Create the Stripe customer of one of our customers (key: `customer_create_key`)."""
         params: CustomerCreateParams = {
             "metadata": _metadata(
                 organization_id,
@@ -288,7 +327,8 @@ class StripeGateway:
             params["name"] = name
         return self._call(
             lambda: self.client.v1.customers.create(
-                params=params, options={"idempotency_key": f"customer:{customer_id}:create"}
+                params=params,
+                options={"idempotency_key": idempotency_key or customer_create_key(customer_id)},
             )
         )
 
@@ -310,6 +350,7 @@ class StripeGateway:
         email: str | None,
         name: str | None,
         stripe_customer_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """The Stripe customer id of our customer: the stored one, or a newly created one."""
         if stripe_customer_id:
@@ -321,6 +362,7 @@ class StripeGateway:
                 external_id=external_id,
                 email=email,
                 name=name,
+                idempotency_key=idempotency_key,
             ).id
         except InvalidStripeRequest as error:
             # The same key with other parameters (the email changed within 24 h): the customer
@@ -341,6 +383,7 @@ class StripeGateway:
         organization_id: uuid.UUID,
         name: str,
         description: str | None,
+        idempotency_key: str | None = None,
     ) -> stripe.Product:
         params: ProductCreateParams = {
             "name": name,
@@ -350,7 +393,8 @@ class StripeGateway:
             params["description"] = description
         return self._call(
             lambda: self.client.v1.products.create(
-                params=params, options={"idempotency_key": f"product:{product_id}:mirror"}
+                params=params,
+                options={"idempotency_key": idempotency_key or f"product:{product_id}:mirror"},
             )
         )
 
@@ -363,6 +407,7 @@ class StripeGateway:
         amount: int,
         currency: str,
         interval: str | None,
+        idempotency_key: str | None = None,
     ) -> stripe.Price:
         params: PriceCreateParams = {
             "product": stripe_product_id,
@@ -374,7 +419,8 @@ class StripeGateway:
             params["recurring"] = {"interval": interval}
         return self._call(
             lambda: self.client.v1.prices.create(
-                params=params, options={"idempotency_key": f"price:{price_id}:mirror"}
+                params=params,
+                options={"idempotency_key": idempotency_key or f"price:{price_id}:mirror"},
             )
         )
 
@@ -383,6 +429,7 @@ class StripeGateway:
     def create_payment_intent(
         self,
         *,
+        idempotency_key: str | None = None,
         checkout_id: uuid.UUID,
         organization_id: uuid.UUID,
         stripe_customer_id: str,
@@ -396,8 +443,9 @@ class StripeGateway:
             "amount": amount,
             "currency": currency,
             "customer": stripe_customer_id,
-            # The Payment Element offers whatever the merchant's dashboard enables.
-            "automatic_payment_methods": {"enabled": True},
+            # The Payment Element offers what the merchant's dashboard enables, minus
+            # anything that would redirect the buyer out of the app.
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             "metadata": _metadata(organization_id, **{CHECKOUT_METADATA: str(checkout_id)}),
         }
         if description:
@@ -406,7 +454,8 @@ class StripeGateway:
             params["receipt_email"] = receipt_email
         return self._call(
             lambda: self.client.v1.payment_intents.create(
-                params=params, options={"idempotency_key": f"checkout:{checkout_id}:prepare"}
+                params=params,
+                options={"idempotency_key": idempotency_key or prepare_key(checkout_id)},
             )
         )
 
@@ -478,6 +527,7 @@ class StripeGateway:
     def create_subscription(
         self,
         *,
+        idempotency_key: str | None = None,
         checkout_id: uuid.UUID,
         organization_id: uuid.UUID,
         stripe_customer_id: str,
@@ -497,7 +547,10 @@ class StripeGateway:
             "customer": stripe_customer_id,
             "items": [{"price": stripe_price_id, "quantity": quantity}],
             "payment_behavior": "default_incomplete",
-            "payment_settings": {"save_default_payment_method": "on_subscription"},
+            "payment_settings": {
+                "save_default_payment_method": "on_subscription",
+                "payment_method_types": list(CARD_PAYMENT_METHOD_TYPES),
+            },
             "metadata": _metadata(organization_id, **{CHECKOUT_METADATA: str(checkout_id)}),
         }
         if trial_period_days:
@@ -507,7 +560,8 @@ class StripeGateway:
             params["expand"] = ["latest_invoice.confirmation_secret"]
         return self._call(
             lambda: self.client.v1.subscriptions.create(
-                params=params, options={"idempotency_key": f"checkout:{checkout_id}:prepare"}
+                params=params,
+                options={"idempotency_key": idempotency_key or prepare_key(checkout_id)},
             )
         )
 
@@ -557,6 +611,80 @@ class StripeGateway:
             )
         )
 
+    def void_invoice(self, stripe_invoice_id: str, *, idempotency_key: str) -> stripe.Invoice:
+        """Void an open invoice; Stripe cancels its PaymentIntent, so it can no longer be paid.
+
+        Canceling a subscription does not do this: its open invoice stays payable.
+        """
+        return self._call(
+            lambda: self.client.v1.invoices.void_invoice(
+                stripe_invoice_id, options={"idempotency_key": idempotency_key}
+            )
+        )
+
+    # ------------------------------------------------------------------ any object, by type
+
+    def retrieve_object(self, object_type: str, stripe_id: str) -> stripe.StripeObject | None:
+        """An event's `data.object` fetched again at our pinned API version, for the object
+        types BillingOS reads; None for any other type."""
+        services: dict[str, Any] = {  # keys: REFETCHABLE_OBJECT_TYPES
+            "payment_intent": self.client.v1.payment_intents,
+            "setup_intent": self.client.v1.setup_intents,
+            "subscription": self.client.v1.subscriptions,
+            "invoice": self.client.v1.invoices,
+            "charge": self.client.v1.charges,
+            "refund": self.client.v1.refunds,
+            "dispute": self.client.v1.disputes,
+            "checkout.session": self.client.v1.checkout.sessions,
+        }
+        service = services.get(object_type)
+        if service is None:
+            return None
+        found: stripe.StripeObject = self._call(lambda: service.retrieve(stripe_id))
+        return found
+
+    # ------------------------------------------------------------------ events
+
+    def list_events(
+        self,
+        *,
+        created_gte: int,
+        created_lte: int | None = None,
+        delivery_success: bool | None = None,
+        starting_after: str | None = None,
+        limit: int = 100,
+    ) -> stripe.ListObject[stripe.Event]:
+        """One page (newest first) of the events Stripe holds (it keeps them 30 days)."""
+        created: dict[str, int] = {"gte": created_gte}
+        if created_lte is not None:
+            created["lte"] = created_lte
+        params: EventListParams = {"created": created, "limit": limit}  # type: ignore[typeddict-item]
+        if delivery_success is not None:
+            params["delivery_success"] = delivery_success
+        if starting_after:
+            params["starting_after"] = starting_after
+        return self._call(lambda: self.client.v1.events.list(params=params))
+
+    # ------------------------------------------------------------------ refunds
+
+    def retrieve_charge(self, stripe_charge_id: str) -> stripe.Charge:
+        return self._call(lambda: self.client.v1.charges.retrieve(stripe_charge_id))
+
+    def refund_payment_intent(
+        self, stripe_payment_intent_id: str, *, idempotency_key: str, reason: str, comment: str
+    ) -> stripe.Refund:
+        """Refund whatever is left of a payment (`reason` is Stripe's code, `comment` ours)."""
+        params: RefundCreateParams = {
+            "payment_intent": stripe_payment_intent_id,
+            "reason": reason,
+            "metadata": {"billingos_reason": comment},
+        }
+        return self._call(
+            lambda: self.client.v1.refunds.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        )
+
     # ================================================================== billing portal and
     # subscription management (issue 7) — append methods below this line.
 
@@ -584,6 +712,7 @@ class StripeGateway:
         params: SubscriptionCreateParams = {
             "customer": stripe_customer_id,
             "items": [{"price": stripe_price_id}],
+            "payment_settings": {"payment_method_types": list(CARD_PAYMENT_METHOD_TYPES)},
             "metadata": _metadata(
                 organization_id,
                 **{

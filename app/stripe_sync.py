@@ -37,6 +37,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app import jobs
+from app.checkout import refunds
 from app.db import db
 from app.stripe_gateway import CHECKOUT_METADATA, TransientStripeError, get_gateway
 from models import CheckoutSession, Customer, PaymentIntent, ProductPrice, Subscription
@@ -335,6 +337,11 @@ def apply_payment_intent(
         _move_checkout_for_payment(checkout, payment_intent, status)
     if changed and status == "succeeded":
         _recompute_entitlements(session, row.customer_id)
+        if refunds.is_orphaned(checkout, status):
+            # Paid after the checkout ended (expired or canceled): the buyer gets it back.
+            jobs.enqueue_after_commit(
+                session, jobs.CHECKOUT_REFUND_ORPHANED_PAYMENT, row.stripe_payment_intent_id
+            )
 
 
 def _move_checkout_for_payment(

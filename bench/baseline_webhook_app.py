@@ -7,11 +7,15 @@ signature check on the raw body (https://docs.stripe.com/webhooks#verify-events)
 the `stripe_events` inbox, one Celery message. The message goes to a queue no worker consumes
 (`bench_baseline`), which the harness deletes afterwards.
 
+It also serves the usage-tracking baseline, `POST /baseline/track-usage`: the session-token
+cache lookup (the key app/auth.py fills) and one idempotent insert into the usage ledger.
+
     gunicorn --config gunicorn.conf.py bench.baseline_webhook_app:app
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 
@@ -20,6 +24,7 @@ if "gevent" in sys.modules:
 
     patch_psycopg()
 
+import redis
 import stripe
 from celery import Celery
 from flask import Flask, Response, request
@@ -44,6 +49,19 @@ INSERT = text(
 )
 
 app = Flask("bench_baseline")
+redis_client = redis.Redis.from_url(settings.redis_url)
+
+# The usage baseline: the session-token cache lookup the real auth does first, then one
+# idempotent ledger insert, and nothing else (no grant lookup, no aggregate, no publish).
+USAGE_INSERT = text(
+    "INSERT INTO usage_events (organization_id, customer_id, feature_id, idempotency_key,"
+    " quantity, occurred_at, period_start, period_end)"
+    " VALUES (:organization_id, :customer_id, :feature_id, :idempotency_key, :quantity, now(),"
+    " date_trunc('month', now()), date_trunc('month', now()) + interval '1 month')"
+    " ON CONFLICT ON CONSTRAINT uq_usage_events_customer_id_idempotency_key DO NOTHING"
+)
+FEATURE_ID = text("SELECT id FROM features WHERE organization_id = :organization_id AND key = :key")
+_feature_ids: dict[tuple[str, str], str] = {}
 
 
 @app.get("/healthz")
@@ -68,3 +86,33 @@ def webhook() -> Response:
     if row is not None:
         celery.send_task("bench.baseline_event", args=[str(row[0])], queue=BASELINE_QUEUE)
     return Response(json.dumps({"received": True}), mimetype="application/json")
+
+
+@app.post("/baseline/track-usage")
+def track_usage() -> Response:
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    # The key app/auth.py caches a session token's principal under (filled by the real API).
+    cached = redis_client.get("bos:auth:st:" + hashlib.sha256(token.encode()).hexdigest())
+    if cached is None:
+        return Response('{"error":"unknown token"}', status=401, mimetype="application/json")
+    organization_id, customer_id, _token_id, _expires = cached.decode().split("|")
+    body = request.get_json()
+    with engine.begin() as connection:
+        # Resolved once per process: the real endpoint reads it from a cache too.
+        feature_id = _feature_ids.get((organization_id, body["feature_key"]))
+        if feature_id is None:
+            feature_id = connection.execute(
+                FEATURE_ID, {"organization_id": organization_id, "key": body["feature_key"]}
+            ).scalar_one()
+            _feature_ids[(organization_id, body["feature_key"])] = feature_id
+        connection.execute(
+            USAGE_INSERT,
+            {
+                "organization_id": organization_id,
+                "customer_id": customer_id,
+                "feature_id": feature_id,
+                "idempotency_key": body["idempotency_key"],
+                "quantity": body["quantity"],
+            },
+        )
+    return Response('{"ok":true}', mimetype="application/json")

@@ -12,13 +12,19 @@ While it runs:
   signature), each retried like Stripe retries (backoff on 5xx / connection errors);
 - 200 checkouts are bought through the API (create → open → confirm with `pm_card_visa`),
   each call retried with the same `Idempotency-Key` like an SDK would;
-- the emulator fails 20% of its /v1 requests (error_500, timeout, reset in equal shares);
+- 20 clients send 10,000 usage events (`POST /v1/features/track-usage`, 20% of them repeating
+  an idempotency key already sent), each retried with its key until answered;
+- the emulator fails 20% of its /v1 requests (error_500, stored_500, timeout, reset in equal
+  shares; a stored_500 is replayed to every retry under its idempotency key, as Stripe does);
+- some `checkout.confirm` messages are lost: with the workers down, queued and unacknowledged
+  confirm messages are deleted from the broker, so only the sweepers can end those checkouts;
 - a worker is SIGKILLed every few seconds (and restarted, as a supervisor would), Redis is
   restarted once, Postgres is restarted once, a gunicorn worker is SIGKILLed once.
 
 Then it reconciles: deliveries sent / acknowledged / rejected (exactly the tampered ones),
 events processed, effects applied (exactly one per event; none for tampered events), checkouts
-converged, PaymentIntents per checkout (exactly one, from the emulator's request log), lost 0,
+converged, PaymentIntents per checkout (exactly one, from the emulator's request log), usage
+aggregates equal to the distinct events' quantities (none lost, none counted twice), lost 0,
 duplicated 0, and every 5xx answered while a dependency was down retried to success. It writes
 bench/results/chaos.json and chaos.md and exits 1 on any loss or duplication (2 if a feature
 it needs is missing, so nothing could be verified).
@@ -218,14 +224,30 @@ def _retrying(
     return None
 
 
+@dataclass
+class UsageSend:
+    token: str
+    customer_id: str
+    key: str
+    quantity: int
+    final: int | str | None = None
+
+
+USAGE_FEATURE = "chaos_calls"
+USAGE_CLIENTS = 20
+
+
 # ----------------------------------------------------------------------------- the run
 class ChaosRun:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
         self.deliveries_total = 1000 if quick else 10_000
         self.purchases_total = 20 if quick else 200
+        self.usage_total = 1000 if quick else 10_000
         self.send_seconds = 30 if quick else 110
         self.kill_every = 3.0 if quick else 5.0
+        self.lost_confirm_budget = 3 if quick else 10
+        self.lost_confirms = 0
         self.registry = ProcessRegistry("chaos")
         self.tmp = Path(tempfile.mkdtemp(prefix="billingos-chaos-data-"))
         self.registry.on_close(lambda: shutil.rmtree(self.tmp, ignore_errors=True))
@@ -435,6 +457,7 @@ class ChaosRun:
     # ---------------------------------------------------------------- the monkey
     def monkey(self, stop: threading.Event, duration: float) -> None:
         plan = [
+            (duration * 0.15, "lost-confirm", self._lose_confirm_messages),
             (duration * 0.25, "redis", self._restart_redis),
             (duration * 0.50, "postgres", self._restart_postgres),
             (duration * 0.75, "web", self._kill_web_worker),
@@ -467,6 +490,43 @@ class ChaosRun:
                 )
                 next_kill = time.monotonic() + self.kill_every
             stop.wait(0.2)
+
+    def _lose_confirm_messages(self) -> None:
+        """Lose `checkout.confirm` messages for good: stop the workers, delete the confirm
+        messages queued or held unacknowledged in the broker for a few seconds, restart."""
+        import redis
+
+        log("  chaos: losing checkout.confirm messages")
+        for worker in self.workers:
+            worker.kill()
+        client = redis.Redis.from_url(self.redis.url)
+        deadline, lost = time.monotonic() + 4.0, 0
+
+        def is_confirm(raw: bytes | str) -> bool:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                return False
+            if isinstance(message, list):  # the unacked hash keeps [message, exchange, key]
+                message = message[0] if message else {}
+            headers = message.get("headers") if isinstance(message, dict) else None
+            return isinstance(headers, dict) and headers.get("task") == "checkout.confirm"
+
+        while time.monotonic() < deadline and lost < self.lost_confirm_budget:
+            for raw in client.lrange("celery", 0, -1):
+                if is_confirm(raw) and client.lrem("celery", 1, raw):
+                    lost += 1
+            for tag, raw in client.hgetall("unacked").items():
+                if is_confirm(raw) and client.hdel("unacked", tag):
+                    client.zrem("unacked_index", tag)
+                    lost += 1
+            time.sleep(0.1)
+        self.lost_confirms += lost
+        extra = {"CELERY_VISIBILITY_TIMEOUT": "60"}
+        self.workers = [
+            self.stack.start_worker(f"worker{i}", concurrency=2, extra_env=extra) for i in (1, 2)
+        ]
+        self.events.append(f"{lost} checkout.confirm message(s) lost")
 
     def _restart_redis(self) -> None:
         log("  chaos: restarting Redis")
@@ -503,11 +563,12 @@ class ChaosRun:
                 "secret": self.stack.webhook_secret,
             },
         )
-        third = 0.2 / 3
+        # Rules are tried in order, so each rate is its share of what the earlier ones left.
+        share = 0.2 / 4
+        kinds = ("error_500", "stored_500", "timeout", "reset")
         faults = [
-            {"kind": "error_500", "rate": third},
-            {"kind": "timeout", "rate": third / (1 - third), "timeout_seconds": 2.0},
-            {"kind": "reset", "rate": third / (1 - 2 * third)},
+            {"kind": kind, "rate": share / (1 - i * share), "timeout_seconds": 2.0}
+            for i, kind in enumerate(kinds)
         ]
         self.stack.emulator_call("POST", "/_emulator/faults", {"rules": faults})
         log(
@@ -523,13 +584,19 @@ class ChaosRun:
         purchases = [Purchase(i) for i in range(self.purchases_total)]
         buyers = self.seed.buyers
         interval = self.send_seconds / len(deliveries)
+        usage_sends = self.build_usage_sends()
         with (
             ThreadPoolExecutor(max_workers=24) as senders,
             ThreadPoolExecutor(max_workers=10) as shoppers,
+            ThreadPoolExecutor(max_workers=USAGE_CLIENTS) as trackers,
         ):
             shop = [
                 shoppers.submit(self.buy, p, buyers[p.index % len(buyers)]["token"], give_up)
                 for p in purchases
+            ]
+            shop += [
+                trackers.submit(self.track, usage_sends[i::USAGE_CLIENTS], give_up)
+                for i in range(USAGE_CLIENTS)
             ]
             local = threading.local()
 
@@ -556,7 +623,105 @@ class ChaosRun:
         report = self.reconcile(
             ctx, deliveries, targets, decoys, purchases, converge_until=time.monotonic() + 180
         )
+        report.update(self._usage_truth(ctx, usage_sends))
+        report["lost"] += report["usage_lost"]
+        report["duplicated"] += report["usage_double_counted"]
         return self.publish(report)
+
+    # ---------------------------------------------------------------- usage metering
+    def build_usage_sends(self) -> list[UsageSend]:
+        """Distinct events, then 20% more sends repeating one of them (same key and quantity)."""
+        http_answer = self.stack_http(
+            "POST",
+            "/v1/products",
+            {
+                "name": "Metered",
+                "features": [
+                    {"key": USAGE_FEATURE, "name": "Calls", "type": "usage_quota", "limit": -1}
+                ],
+                "prices": [{"amount": 900, "currency": "usd", "interval": "month"}],
+            },
+        )
+        if http_answer.status != 201:
+            raise MissingFeature(f"a usage_quota feature could not be defined: {http_answer.body}")
+        rng = random.Random(15)
+        buyers = self.seed.buyers
+        distinct = [
+            UsageSend(
+                buyers[i % len(buyers)]["token"],
+                buyers[i % len(buyers)]["customer_id"],
+                f"chaos-{i}",
+                rng.randint(1, 9),
+            )
+            for i in range(int(self.usage_total * 0.8))
+        ]
+        repeats = [
+            UsageSend(o.token, o.customer_id, o.key, o.quantity)
+            for o in (rng.choice(distinct) for _ in range(self.usage_total - len(distinct)))
+        ]
+        sends = distinct + repeats
+        rng.shuffle(sends)
+        return sends
+
+    def stack_http(self, method: str, path: str, body: Any) -> Any:
+        from bench.stack import http
+
+        return http(
+            method,
+            f"http://127.0.0.1:{self.web_port}{path}",
+            body,
+            {"Authorization": f"Bearer {self.seed.secret_key}"},
+        )
+
+    def track(self, sends: list[UsageSend], deadline: float) -> None:
+        """One client: its events spread over the chaos window, each retried with its key."""
+        session = requests.Session()
+        url = f"http://127.0.0.1:{self.web_port}/v1/features/track-usage"
+        pace = self.send_seconds / max(1, len(sends))
+        for send in sends:
+            body = {
+                "feature_key": USAGE_FEATURE,
+                "quantity": send.quantity,
+                "idempotency_key": send.key,
+            }
+            answer = _retrying(
+                lambda body=body, send=send: session.post(
+                    url, json=body, headers={"Authorization": f"Bearer {send.token}"}, timeout=10
+                ),
+                lambda _status: None,
+                deadline,
+            )
+            send.final = answer.status_code if answer is not None else "gave up"
+            time.sleep(pace)
+
+    def _usage_truth(self, ctx: BenchContext, sends: list[UsageSend]) -> dict[str, Any]:
+        from sqlalchemy import func, select
+
+        from app.db import db
+        from models import Feature, UsageAggregate
+
+        expected: dict[str, int] = defaultdict(int)
+        for customer_id, quantity in {s.key: (s.customer_id, s.quantity) for s in sends}.values():
+            expected[customer_id] += quantity
+        with ctx.app.app_context():
+            rows = db.session.execute(
+                select(UsageAggregate.customer_id, func.sum(UsageAggregate.consumed))
+                .join(Feature, Feature.id == UsageAggregate.feature_id)
+                .where(Feature.key == USAGE_FEATURE)
+                .group_by(UsageAggregate.customer_id)
+            ).all()
+            db.session.remove()
+        actual = {str(customer_id): int(total) for customer_id, total in rows}
+        customers = set(expected) | set(actual)
+        return {
+            "usage_sends": len(sends),
+            "usage_distinct_events": len({s.key for s in sends}),
+            "usage_expected_total": sum(expected.values()),
+            "usage_aggregated_total": sum(actual.values()),
+            "usage_unanswered": sum(1 for s in sends if s.final != 200),
+            "usage_lost": sum(max(0, expected[c] - actual.get(c, 0)) for c in customers),
+            "usage_double_counted": sum(max(0, actual.get(c, 0) - expected[c]) for c in customers),
+        }
 
     # ---------------------------------------------------------------- reconciliation
     def reconcile(
@@ -616,6 +781,7 @@ class ChaosRun:
             "5xx_or_connection_errors": len(five_xx),
             "5xx_while_dependency_down": len(during_outage),
             "5xx_each_retried_to_success": retried_ok,
+            "confirm_messages_lost_on_purpose": self.lost_confirms,
             "lost": lost,
             "duplicated": duplicated,
             "chaos": self.events,
@@ -752,11 +918,20 @@ def chaos_table(report: dict[str, Any]) -> str:
             f"{report['checkouts_bought']} succeeded"),
         row("PaymentIntents per checkout", ", ".join(f"{k}: {v}" for k, v in per.items()) or "—",
             "exactly 1 for every checkout"),
+        row("checkout.confirm messages lost on purpose",
+            report.get("confirm_messages_lost_on_purpose", 0),
+            "their checkouts still end succeeded (sweepers)"),
         row("5xx / connection errors answered", report["5xx_or_connection_errors"], ""),
         row("… while a dependency was down", report["5xx_while_dependency_down"],
             f"each retried to success: {'yes' if report['5xx_each_retried_to_success'] else 'NO'}"),
         row("emulator events delivered",
             f"{report['emulator_events_delivered']}/{report['emulator_events']}", "all"),
+        row("usage events sent (20% repeated keys)", f"{report['usage_sends']:,}",
+            f"{report['usage_distinct_events']:,} distinct; unanswered: "
+            f"{report['usage_unanswered']}"),
+        row("usage aggregated (sum of quantities)", f"{report['usage_aggregated_total']:,}",
+            f"{report['usage_expected_total']:,} (lost {report['usage_lost']}, double-counted "
+            f"{report['usage_double_counted']})"),
         row("lost", report["lost"], "0"),
         row("duplicated", report["duplicated"], "0"),
         row("chaos", "; ".join(e for e in report["chaos"] if not e.startswith("SIGKILL"))

@@ -64,7 +64,7 @@ def _stripe_worker(url: str, pairs: int, start_evt, out) -> None:
             params={
                 "amount": 1999,
                 "currency": "usd",
-                "automatic_payment_methods": {"enabled": True},
+                "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             }
         )
         pi = pis.confirm(pi.id, params={"payment_method": "pm_card_visa"})

@@ -72,6 +72,8 @@ def make_factory(spec: dict[str, Any], host: str, child: int, children: int) -> 
         return _webhook_requests(req, host, child, children)
     if kind == "checkout_create":
         return _checkout_requests(req, host, child)
+    if kind == "track_usage":
+        return _track_usage_requests(req, host, child)
     raise ValueError(f"unknown request kind {kind!r}")
 
 
@@ -104,6 +106,25 @@ def _webhook_requests(req: dict[str, Any], host: str, child: int, children: int)
         yield _request_bytes(
             "POST", req.get("path", "/stripe/webhooks"), host, headers, payload.encode()
         )
+
+
+def _track_usage_requests(req: dict[str, Any], host: str, child: int) -> Iterator[bytes]:
+    """`POST {path}` usage events, rotating buyers, a fresh `idempotency_key` each time."""
+    authorizations: list[str] = req["authorizations"]
+    prefix = uuid.uuid4().hex[:8]
+    for seq in itertools.count():
+        body = json.dumps(
+            {
+                "feature_key": req["feature_key"],
+                "quantity": 1,
+                "idempotency_key": f"bench-{prefix}-{child}-{seq}",
+            }
+        ).encode()
+        headers = {
+            "Authorization": authorizations[seq % len(authorizations)],
+            "Content-Type": "application/json",
+        }
+        yield _request_bytes("POST", req["path"], host, headers, body)
 
 
 def _checkout_requests(req: dict[str, Any], host: str, child: int) -> Iterator[bytes]:

@@ -31,6 +31,7 @@ from bench.figures import (
     status_latency,
     sustained_load,
     two_nodes,
+    usage,
     webhook_ingest,
     webhook_to_client,
     websocket_capacity,
@@ -106,6 +107,7 @@ FIGURES: list[
             (*websocket_capacity.BROADCAST, websocket_capacity.GOALS[2]),
         ],
     ),
+    ("usage", usage.measure, usage.KEYS),
     ("emulator", emulator.measure, [(*emulator.KEY, emulator.GOAL)]),
 ]
 

@@ -42,3 +42,6 @@ class PaymentIntent(IdMixin, TimestampMixin, Base):
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The status of a dispute of this payment (Stripe's `dispute.status`), None if undisputed.
+    # A `lost` dispute took the money back: the payment grants nothing any more.
+    dispute_status: Mapped[str | None] = mapped_column(String(32))

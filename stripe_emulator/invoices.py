@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import objects
+from .errors import invalid
 from .params import DAY, Params, StripeObject
 from .payment_intents import PaymentIntents
 
@@ -59,6 +60,35 @@ class Invoices(PaymentIntents):
                 and (not status or invoice["status"] == status)
             ),
         )
+
+    def op_invoices_void(self, invoice_id: str | None, params: Params) -> StripeObject:
+        invoice = self._require("invoice", invoice_id, "invoice")
+        if invoice["status"] != "open":
+            raise invalid(
+                f"You can only void an open invoice; this invoice is {invoice['status']}."
+            )
+        self._void_invoice(invoice)
+        return invoice
+
+    def _void_invoice(self, invoice: StripeObject) -> None:
+        """Void an open invoice and cancel its PaymentIntent: nothing can pay it any more."""
+        now = self.now()
+        invoice.update(status="void", amount_remaining=0, next_payment_attempt=None)
+        invoice["status_transitions"]["voided_at"] = now
+        self.emit("invoice.voided", invoice)
+        pi = self.objects.get(self.payment_intent_of_invoice.get(invoice["id"], ""))
+        if pi is not None and pi["status"] != "succeeded":
+            pi.update(
+                status="canceled",
+                canceled_at=now,
+                cancellation_reason="void_invoice",
+                next_action=None,
+            )
+            self.emit("payment_intent.canceled", pi)
+        for invoice_payment_id in self.invoice_payment_ids.get(invoice["id"], []):
+            invoice_payment = self.objects[invoice_payment_id]
+            invoice_payment["status"] = "canceled"
+            invoice_payment["status_transitions"]["canceled_at"] = now
 
     def op_invoice_payments_list(self, _id: str | None, params: Params) -> dict[str, Any]:
         invoice_id = params.get("invoice")
@@ -140,6 +170,9 @@ class Invoices(PaymentIntents):
                 "customer": invoice["customer"],
                 "description": description,
                 "setup_future_usage": "off_session" if save_card else None,
+                # Without `payment_settings[payment_method_types]` the invoice offers the
+                # Dashboard's payment methods, redirect-based ones included.
+                "allowed_payment_method_types": sub["payment_settings"]["payment_method_types"],
             },
         )
         self._save(pi)

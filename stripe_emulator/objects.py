@@ -201,12 +201,33 @@ def payment_method(pmid: str, now: int, number: str, billing: dict | None = None
     }
 
 
-def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
+def payment_method_choice(p: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """(`automatic_payment_methods`, `payment_method_types`) of a new Payment/SetupIntent.
+
+    Since API version 2023-08-16 an intent created without a list of payment method types
+    (`allowed_payment_method_types` in this API version) accepts the
+    payment methods enabled in the Dashboard, redirect-based ones included
+    (`allow_redirects` absent means `always`), unless the caller says `never`.
+    """
+    types = p.get("allowed_payment_method_types")
     apm = p.get("automatic_payment_methods")
+    if isinstance(types, list) and types and not isinstance(apm, dict):
+        return None, [str(t) for t in types]
     if isinstance(apm, dict):
-        apm = {"enabled": apm.get("enabled") in (True, "true")}
-    else:
-        apm = {"enabled": True}
+        if apm.get("enabled") not in (True, "true"):
+            return {"enabled": False}, [str(t) for t in types or ["card"]]
+        if apm.get("allow_redirects") in ("always", "never"):
+            return {"enabled": True, "allow_redirects": apm["allow_redirects"]}, ["card"]
+    return {"enabled": True}, ["card"]
+
+
+def redirects_allowed(intent: dict[str, Any]) -> bool:
+    apm = intent.get("automatic_payment_methods")
+    return bool(apm and apm.get("enabled") and apm.get("allow_redirects") != "never")
+
+
+def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
+    apm, types = payment_method_choice(p)
     return {
         "amount": int(p["amount"]),
         "amount_capturable": 0,
@@ -242,7 +263,7 @@ def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
                 "request_three_d_secure": "automatic",
             }
         },
-        "payment_method_types": ["card"],
+        "payment_method_types": types,
         "processing": None,
         "receipt_email": p.get("receipt_email") or None,
         "review": None,
@@ -261,9 +282,10 @@ def payment_intent(piid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def setup_intent(siid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
+    apm, types = payment_method_choice(p)
     return {
         "application": None,
-        "automatic_payment_methods": {"enabled": True},
+        "automatic_payment_methods": apm,
         "cancellation_reason": None,
         "client_secret": secret(siid),
         "created": now,
@@ -288,7 +310,7 @@ def setup_intent(siid: str, now: int, p: dict[str, Any]) -> dict[str, Any]:
                 "request_three_d_secure": "automatic",
             }
         },
-        "payment_method_types": ["card"],
+        "payment_method_types": types,
         "single_use_mandate": None,
         "status": "requires_payment_method",
         "usage": p.get("usage") or "off_session",
@@ -443,6 +465,31 @@ def refund(reid: str, now: int, ch: dict[str, Any], amount: int, p: dict[str, An
         "customer": ch["customer"],
         "customer_account": None,
         "payment_method": ch["payment_method"],
+    }
+
+
+def dispute(dpid: str, now: int, ch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "amount": ch["amount"],
+        "balance_transactions": [],
+        "charge": ch["id"],
+        "created": now,
+        "currency": ch["currency"],
+        "evidence": {},
+        "evidence_details": {
+            "due_by": now + 7 * 86400,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
+        "id": dpid,
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "object": "dispute",
+        "payment_intent": ch["payment_intent"],
+        "reason": "fraudulent",
+        "status": "needs_response",
     }
 
 

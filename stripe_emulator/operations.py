@@ -143,7 +143,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "confirmation_token automatic_payment_methods capture_method setup_future_usage "
         "receipt_email statement_descriptor statement_descriptor_suffix off_session return_url "
         "confirmation_method shipping payment_method_options use_stripe_sdk "
-        "error_on_requires_action mandate_data transfer_group",
+        "error_on_requires_action mandate_data transfer_group allowed_payment_method_types",
         required=("amount", "currency"),
     ),
     _op(
@@ -192,7 +192,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/setup_intents",
         "SetupIntentCreateParams",
         "customer payment_method confirm confirmation_token usage metadata description "
-        "automatic_payment_methods return_url use_stripe_sdk mandate_data payment_method_options",
+        "automatic_payment_methods return_url use_stripe_sdk mandate_data payment_method_options "
+        "allowed_payment_method_types",
     ),
     _op(
         "setup_intents.retrieve",
@@ -267,6 +268,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "InvoiceListParams",
         _LIST + " customer subscription status",
     ),
+    _op("invoices.void", "POST", "/v1/invoices/{id}/void", "InvoiceVoidInvoiceParams"),
     _op(
         "invoice_payments.list",
         "GET",
@@ -290,6 +292,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "payment_intent charge amount reason metadata",
     ),
     _op("refunds.retrieve", "GET", "/v1/refunds/{id}", "RefundRetrieveParams"),
+    _op("disputes.retrieve", "GET", "/v1/disputes/{id}", "DisputeRetrieveParams"),
     # billing portal
     _op(
         "billing_portal_sessions.create",

@@ -219,6 +219,11 @@ class PaymentIntents(PaymentMethods):
         )
         self.emit("charge.succeeded", charge)
         self.emit("payment_intent.succeeded", pi)
+        if self._card_scenario(pm) == "dispute":
+            # Stripe's dispute test card: the cardholder disputes the payment right away.
+            charge["disputed"] = True
+            dispute = objects.dispute(objects.new_id("dp"), self.now(), charge)
+            self.emit("charge.dispute.created", self._save(dispute))
         if pi["customer"] and pi["setup_future_usage"] and pm["customer"] is None:
             self._attach_payment_method(pm, pi["customer"])
         self._after_payment_succeeded(pi, pm)
@@ -340,7 +345,33 @@ class PaymentIntents(PaymentMethods):
             refund,
             {"destination_details": {"card": {"reference": None, "reference_status": "pending"}}},
         )
+        if self.card_scenarios.get(charge["payment_method"]) == "refund_fail":
+            self._fail_refund(refund, charge)
         return refund
+
+    def _fail_refund(self, refund: StripeObject, charge: StripeObject) -> None:
+        """Stripe's refund-failure test card: the refund fails after it was created; the
+        money stays with the merchant and the charge no longer counts it as refunded."""
+        refund.update(status="failed", failure_reason="expired_or_canceled_card")
+        charge["amount_refunded"] -= refund["amount"]
+        charge["refunded"] = False
+        self.emit("charge.refund.updated", refund, {"status": "succeeded"})
+        self.emit("refund.failed", refund, {"status": "succeeded"})
+
+    def op_disputes_retrieve(self, dispute_id: str | None, params: Params) -> StripeObject:
+        return self._require("dispute", dispute_id, "dispute")
+
+    def close_dispute(self, dispute_id: str, outcome: object) -> StripeObject:
+        """Control API: the card network decides a dispute (`won` or `lost`)."""
+        dispute = self._require("dispute", dispute_id, "dispute")
+        if outcome not in ("won", "lost"):
+            raise invalid('outcome must be "won" or "lost"', "outcome")
+        if dispute["status"] in ("won", "lost"):
+            raise invalid(f"Dispute {dispute_id} is already {dispute['status']}.")
+        previous = {"status": dispute["status"]}
+        dispute["status"] = outcome
+        self.emit("charge.dispute.closed", dispute, previous)
+        return dispute
 
     def op_refunds_retrieve(self, refund_id: str | None, params: Params) -> StripeObject:
         return self._require("refund", refund_id, "refund")

@@ -50,6 +50,9 @@ MAGIC_PAYMENT_METHODS: dict[str, tuple[str, str]] = {
     "pm_card_threeDSecure2Required": ("4000000000003220", "3ds"),
     "pm_card_authenticationRequired": ("4000002760003184", "3ds"),
     "pm_card_authenticationRequiredOnSetup": ("4000002500003155", "3ds"),
+    # succeed, then: the charge is disputed at once / a refund of it fails
+    "pm_card_createDispute": ("4000000000000259", "dispute"),
+    "pm_card_refundFail": ("4000000000005126", "refund_fail"),
 }
 # card number -> scenario
 CARD_NUMBERS: dict[str, str] = {
@@ -136,6 +139,7 @@ class PaymentMethods(EngineCore):
         self, intent: StripeObject, params: Params, missing_message: str
     ) -> StripeObject:
         """The card a Payment/SetupIntent confirmation uses: from the params, else its own."""
+        self._require_return_url(intent, params)
         pm = self._payment_method_from_confirm_params(params)
         if params.get("confirmation_token"):
             # the token records what it confirmed: its payment_intent or setup_intent field
@@ -145,6 +149,29 @@ class PaymentMethods(EngineCore):
         if pm is None:
             raise invalid(missing_message, "payment_method", f"{intent['object']}_unexpected_state")
         return pm
+
+    def _require_return_url(self, intent: StripeObject, params: Params) -> None:
+        """Stripe refuses to confirm an intent that may redirect without a `return_url`.
+
+        The URL may come with the confirmation or with the ConfirmationToken confirmed.
+        """
+        if not objects.redirects_allowed(intent) or params.get("return_url"):
+            return
+        if params.get("confirmation_token"):
+            token = self.objects.get(str(params["confirmation_token"]))
+            if token is not None and token.get("return_url"):
+                return
+        label = "Payment Intent" if intent["object"] == "payment_intent" else "Setup Intent"
+        raise invalid(
+            f"A `return_url` must be specified because this {label} is configured to "
+            "automatically accept the payment methods enabled in the Dashboard, some of which "
+            "may require a full page redirect to succeed. If you do not want to accept "
+            "redirect-based payment methods, set `automatic_payment_methods[enabled]` to `true` "
+            "and `automatic_payment_methods[allow_redirects]` to `never` when creating Setup "
+            "Intents and Payment Intents.",
+            "return_url",
+            store=False,
+        )
 
     def _awaiting_authentication(
         self, kind: str, intent_id: str, label: str, outcome: object

@@ -42,7 +42,7 @@ _REASONS = {
     429: "Too Many Requests",
     500: "Internal Server Error",
 }
-FAULT_KINDS = ("error_500", "rate_limit", "timeout", "reset")
+FAULT_KINDS = ("error_500", "stored_500", "rate_limit", "timeout", "reset")
 MAX_BODY = 4 * 1024 * 1024
 
 
@@ -72,6 +72,9 @@ _OBJECT_ACTIONS: dict[tuple[str, str], Callable[[Engine, str, dict[str, Any]], d
     ),
     ("subscriptions", "payment_method"): lambda engine, obj_id, data: (
         engine.set_subscription_payment_method(obj_id, data["payment_method"])
+    ),
+    ("disputes", "close"): lambda engine, obj_id, data: engine.close_dispute(
+        obj_id, data.get("outcome")
     ),
     ("customers", "payment_method"): lambda engine, obj_id, data: engine.op_customers_update(
         obj_id, {"invoice_settings": {"default_payment_method": data["payment_method"]}}
@@ -235,7 +238,26 @@ class App:
         fault = self._pick_fault(method, path)
         if fault is not None:
             entry["fault"] = fault["kind"]
-            if fault["kind"] == "error_500":
+            if fault["kind"] == "stored_500" and idem_key:
+                # Stripe saves the answer of a request that started executing, a 500 included,
+                # and replays it to every retry under the same key for 24 hours.
+                stored_error = _json(
+                    500,
+                    StripeError(
+                        500, "api_error", "An unknown error occurred (emulated stored fault)."
+                    ).body(),
+                    hdrs,
+                )
+                self.idempotency[idem_key] = (
+                    (method, path, canonical(raw)),
+                    stored_error.status,
+                    stored_error.body,
+                    engine.now(),
+                    request_id,
+                )
+                finish(stored_error)
+                return
+            if fault["kind"] in ("error_500", "stored_500"):
                 finish(
                     _json(
                         500,
@@ -397,12 +419,23 @@ class App:
             return _json(200, {"reset": True})
         if route == "webhook_endpoints":
             if method == "POST":
-                ep = disp.add_endpoint(data["url"], data.get("secret"), data.get("enabled_events"))
+                ep = disp.add_endpoint(
+                    data["url"],
+                    data.get("secret"),
+                    data.get("enabled_events"),
+                    api_version=data.get("api_version"),
+                )
                 return _json(200, ep.public())
             if method == "DELETE":
                 disp.remove_endpoints(data.get("id") or q.get("id"))
                 return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
             return _json(200, {"endpoints": [e.public() for e in disp.endpoints]})
+        if len(segs) == 3 and segs[0] == "webhook_endpoints" and segs[2] == "roll":
+            endpoint = next((e for e in disp.endpoints if e.id == segs[1]), None)
+            if endpoint is None:
+                return _json(404, {"error": f"no webhook endpoint {segs[1]}"})
+            endpoint.roll(data.get("secret"), float(data.get("expires_in", 24 * 3600)))
+            return _json(200, endpoint.public())
         object_action = _OBJECT_ACTIONS.get((segs[0], segs[2])) if len(segs) == 3 else None
         if object_action is not None and method == "POST":
             with engine.lock:

@@ -17,6 +17,8 @@ from .params import DAY, StripeObject, add_interval, snapshot
 INCOMPLETE_EXPIRY = 23 * 3600
 # customer.subscription.trial_will_end is sent this long before a trial ends
 TRIAL_WILL_END_NOTICE = 3 * DAY
+# trial_settings.end_behavior.missing_payment_method: what a trial without a card ends in
+TRIAL_END_BEHAVIORS = ("cancel", "pause", "create_invoice")
 # run_due gives up after this many steps (a guard against a loop that never settles)
 _MAX_STEPS = 10_000
 
@@ -34,7 +36,7 @@ class SubscriptionLifecycle(Invoices):
         now = self.now()
         status = sub["status"]
         schedule = self.billing_schedules[sub["id"]]
-        if status in TERMINAL_SUBSCRIPTION_STATUSES:
+        if status in TERMINAL_SUBSCRIPTION_STATUSES or status == "paused":
             return False
         if status == "incomplete":
             if now >= sub["created"] + INCOMPLETE_EXPIRY:
@@ -90,29 +92,28 @@ class SubscriptionLifecycle(Invoices):
         sub.update(status="incomplete_expired", ended_at=now)
         self.emit("customer.subscription.updated", sub, {"status": "incomplete"})
         invoice = self.objects.get(sub["latest_invoice"] or "")
-        if invoice is None or invoice["status"] != "open":
-            return
-        invoice.update(status="void", amount_remaining=0, next_payment_attempt=None)
-        invoice["status_transitions"]["voided_at"] = now
-        self.emit("invoice.voided", invoice)
-        pi = self.objects.get(self.payment_intent_of_invoice.get(invoice["id"], ""))
-        if pi is not None and pi["status"] != "succeeded":
-            pi.update(
-                status="canceled",
-                canceled_at=now,
-                cancellation_reason="void_invoice",
-                next_action=None,
-            )
-            self.emit("payment_intent.canceled", pi)
-        for invoice_payment_id in self.invoice_payment_ids.get(invoice["id"], []):
-            invoice_payment = self.objects[invoice_payment_id]
-            invoice_payment["status"] = "canceled"
-            invoice_payment["status_transitions"]["canceled_at"] = now
+        if invoice is not None and invoice["status"] == "open":
+            self._void_invoice(invoice)
 
     def _end_trial(self, sub: StripeObject) -> None:
         trial_end = sub["trial_end"]
         if sub["cancel_at_period_end"]:
             self._end_subscription(sub, trial_end)
+            return
+        customer = self.objects[sub["customer"]]
+        has_card = bool(
+            sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
+        )
+        missing = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+        if not has_card and missing == "cancel":
+            # Stripe cancels instead of billing a card it does not have.
+            self._end_subscription(sub, trial_end)
+            return
+        if not has_card and missing == "pause":
+            previous = {"status": "trialing"}
+            sub.update(status="paused", pause_collection=None)
+            self.emit("customer.subscription.paused", sub)
+            self.emit("customer.subscription.updated", sub, previous)
             return
         recurring = sub["items"]["data"][0]["price"]["recurring"]
         self.billing_schedules[sub["id"]].update(anchor=trial_end, cycle=1)

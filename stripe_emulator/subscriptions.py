@@ -19,7 +19,7 @@ from .params import (
     snapshot,
 )
 from .setup_intents import SetupIntents
-from .subscription_lifecycle import SubscriptionLifecycle
+from .subscription_lifecycle import TRIAL_END_BEHAVIORS, SubscriptionLifecycle
 
 _PAYMENT_BEHAVIORS = (
     "allow_incomplete",
@@ -63,6 +63,19 @@ class Subscriptions(SubscriptionLifecycle, SetupIntents):
             )
             self._attach_payment_method(pm, customer["id"])
             sub["default_payment_method"] = pm["id"]
+        trial_settings = params.get("trial_settings")
+        end_behavior = (
+            trial_settings.get("end_behavior") if isinstance(trial_settings, dict) else None
+        )
+        if isinstance(end_behavior, dict) and "missing_payment_method" in end_behavior:
+            missing = end_behavior["missing_payment_method"]
+            if missing not in TRIAL_END_BEHAVIORS:
+                raise invalid(
+                    f"Invalid trial_settings[end_behavior][missing_payment_method]: {missing}",
+                    "trial_settings[end_behavior][missing_payment_method]",
+                    store=False,
+                )
+            sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing
         trial_end = self._requested_trial_end(params, now)
         recurring = prices[0]["recurring"]
         if trial_end:
@@ -137,7 +150,13 @@ class Subscriptions(SubscriptionLifecycle, SetupIntents):
         si = None
         if not default_pm:
             si = objects.setup_intent(
-                objects.new_id("seti"), now, {"customer": sub["customer"], "usage": "off_session"}
+                objects.new_id("seti"),
+                now,
+                {
+                    "customer": sub["customer"],
+                    "usage": "off_session",
+                    "allowed_payment_method_types": sub["payment_settings"]["payment_method_types"],
+                },
             )
             self._save(si)
             self.subscription_of_setup_intent[si["id"]] = sub["id"]

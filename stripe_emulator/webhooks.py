@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import random
 import secrets
 import ssl
@@ -19,11 +20,40 @@ from .core import EventRecord
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 
 
-def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
-    """The ``Stripe-Signature`` header value for ``payload``."""
+# The API version that moved an invoice's `subscription` to `parent.subscription_details`.
+BASIL = "2025-03-31"
+
+
+def render_for_version(payload: str, api_version: str | None) -> str:
+    """An event as an endpoint pinned to `api_version` receives it.
+
+    Stripe renders each event in the endpoint's API version. The emulator serves one shape,
+    so an older endpoint gets that shape with its `api_version`, and — the difference that
+    matters most — an invoice from before basil: a top-level `subscription`, no `parent`.
+    """
+    event = json.loads(payload)
+    if not api_version or api_version == event["api_version"]:
+        return payload
+    event["api_version"] = api_version
+    obj = event["data"]["object"]
+    if api_version[:10] < BASIL and obj.get("object") == "invoice":
+        details = (obj.pop("parent", None) or {}).get("subscription_details") or {}
+        obj["subscription"] = details.get("subscription")
+    return json.dumps(event)
+
+
+# Stripe keeps a rolled secret valid for at most this long (24 h).
+MAX_ROLL_EXPIRY_SECONDS = 24 * 3600
+
+
+def sign(payload: str, secret: str | list[str], timestamp: int | None = None) -> str:
+    """The ``Stripe-Signature`` header value for ``payload``: one ``v1`` per active secret."""
     t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    macs = [
+        hmac.new(key.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+        for key in ([secret] if isinstance(secret, str) else secret)
+    ]
+    return f"t={t}," + ",".join(f"v1={mac}" for mac in macs)
 
 
 @dataclass
@@ -33,6 +63,23 @@ class Endpoint:
     secret: str
     enabled_events: list[str]
     permanent: bool = False  # registered on the command line: survives /_emulator/reset
+    # After a roll, the old secret still signs (a second `v1=`) until it expires (wall clock).
+    previous_secret: str | None = None
+    previous_expires_at: float | None = None
+    # The endpoint's API version (Stripe renders its events in it); None: the emulator's.
+    api_version: str | None = None
+
+    def signing_secrets(self) -> list[str]:
+        expires = self.previous_expires_at
+        if self.previous_secret and expires is not None and time.time() < expires:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+    def roll(self, secret: str | None, expires_in: float) -> None:
+        """Stripe's "roll secret": a new secret now, the old one kept for `expires_in` s."""
+        self.previous_secret = self.secret
+        self.previous_expires_at = time.time() + min(max(expires_in, 0), MAX_ROLL_EXPIRY_SECONDS)
+        self.secret = secret or "whsec_" + secrets.token_hex(24)
 
     def wants(self, etype: str) -> bool:
         for pat in self.enabled_events:
@@ -47,6 +94,8 @@ class Endpoint:
             "secret": self.secret,
             "enabled_events": self.enabled_events,
             "permanent": self.permanent,
+            "previous_secret_expires_at": self.previous_expires_at,
+            "api_version": self.api_version,
         }
 
 
@@ -115,6 +164,7 @@ class Dispatcher:
         secret: str | None = None,
         enabled_events: list[str] | None = None,
         permanent: bool = False,
+        api_version: str | None = None,
     ) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -125,6 +175,7 @@ class Dispatcher:
             secret=secret or "whsec_" + secrets.token_hex(24),
             enabled_events=list(enabled_events or ["*"]),
             permanent=permanent,
+            api_version=api_version,
         )
         self.endpoints.append(ep)
         return ep
@@ -232,8 +283,8 @@ class Dispatcher:
                 d.attempts.append({"at": time.time(), "status": None, "error": repr(exc)})
 
     async def _attempt(self, d: Delivery) -> None:
-        payload = d.record.payload
-        header = sign(payload, d.endpoint.secret)
+        payload = render_for_version(d.record.payload, d.endpoint.api_version)
+        header = sign(payload, d.endpoint.signing_secrets())
         started = time.time()
         status, error = None, None
         try:

@@ -20,7 +20,7 @@ from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import jobs
-from app.checkout import stripe_steps
+from app.checkout import refunds, stripe_steps
 from tasks.transient import TRANSIENT_ERRORS, is_transient
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,12 @@ def reconcile(self: Task, checkout_id: str) -> None:
     """Settle a checkout from Stripe's current view (after 3-D Secure; by the sweeper, which
     also prepares again a `pending` one and re-sends a lost confirmation)."""
     stripe_steps.settle_stuck_checkout(uuid.UUID(checkout_id))
+
+
+@shared_task(name=jobs.CHECKOUT_REFUND_ORPHANED_PAYMENT, **_AUTORETRY)
+def refund_orphaned_payment(self: Task, stripe_payment_intent_id: str) -> None:
+    """Refund a payment that succeeded after its checkout had ended."""
+    refunds.refund_orphaned_payment(stripe_payment_intent_id)
 
 
 # Not bounded in Postgres: an overdue checkout stays overdue, and the next beat run enqueues it

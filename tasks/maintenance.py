@@ -7,6 +7,8 @@
   that advance: a `pending` one is prepared again, a confirmation Stripe never received is sent
   again (same idempotency keys), and otherwise Stripe's state is applied, so a lost message or
   a webhook that never comes still ends them in their true, final state.
+- `maintenance.backfill_stripe_events`: events Stripe holds but never delivered (it gave up,
+  or no endpoint listened) are listed from Stripe and stored in the inbox like a delivery.
 - `maintenance.prune_processed_events`: processed and ignored inbox rows older than 30 days are
   deleted (Stripe itself only keeps events for 30 days).
 
@@ -22,7 +24,8 @@ from flask import current_app as flask_app
 
 from app import jobs, settings_of
 from app.db import db
-from app.webhooks import reconciliation, service
+from app.stripe_gateway import TransientStripeError
+from app.webhooks import backfill, reconciliation, service
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,13 @@ def prune_processed_events(older_than_days: int | None = None) -> int:
         total += deleted
         if deleted < PRUNE_BATCH_SIZE:
             return total
+
+
+@shared_task(
+    name=jobs.MAINTENANCE_BACKFILL_STRIPE_EVENTS,
+    autoretry_for=(TransientStripeError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def backfill_stripe_events() -> int:
+    return len(backfill.backfill_events())

@@ -18,16 +18,20 @@ from flask.testing import FlaskClient
 
 from tests.support.isolation import TestRun, current_redis_url
 from tests.support.processes import PrivateRedis
+from tests.support.stripe_target import RealStripe, real_stripe_key
 
 RUN = TestRun.current()
 TEST_DATABASE_URL = RUN.database_url()
+
+# `make test-stripe` with a Stripe test key: the contract tests talk to Stripe itself.
+REAL_STRIPE_KEY = real_stripe_key()
 
 # Subprocesses started by tests (workers, gunicorn, the CLI) inherit these; REDIS_URL is set
 # once this process's Redis runs (pytest_configure).
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.setdefault("BILLINGOS_ENV", "test")
-os.environ["STRIPE_SECRET_KEY"] = "sk_test_billingos"
+os.environ["STRIPE_SECRET_KEY"] = REAL_STRIPE_KEY or "sk_test_billingos"
 os.environ["STRIPE_PUBLISHABLE_KEY"] = "pk_test_billingos"
 os.environ["STRIPE_WEBHOOK_SECRET"] = "whsec_test_billingos"
 
@@ -36,6 +40,11 @@ _private_redis: PrivateRedis | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _private_redis
+    config.addinivalue_line(
+        "markers",
+        "emulator_only(reason): asserts emulator behaviour that real Stripe cannot be driven "
+        "into from a test (skipped by `make test-stripe` against Stripe test mode)",
+    )
     if getattr(config.option, "dist", "no") != "no" and not RUN.is_xdist_worker:
         return  # the xdist controller runs no test: its workers start their own Redis
     url, _private_redis = RUN.start_redis()
@@ -45,6 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _private_redis is not None:
         _private_redis.stop()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("emulator_only")
+    if REAL_STRIPE_KEY and marker is not None:
+        pytest.skip(f"emulator only: {marker.args[0] if marker.args else 'control API'}")
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +82,9 @@ def _emulator_process():  # type: ignore[no-untyped-def]
     """One Stripe emulator for the session; the app (and every worker) talks to it."""
     from tests.support.emulator import EmulatorProcess
 
+    if REAL_STRIPE_KEY:
+        yield RealStripe(REAL_STRIPE_KEY)
+        return
     emulator = EmulatorProcess().start()
     os.environ["STRIPE_API_BASE"] = emulator.url
     yield emulator

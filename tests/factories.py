@@ -70,7 +70,7 @@ def make_product(
     *,
     name: str = "Pro",
     prices: list[dict[str, Any]] | None = None,
-    features: list[dict[str, str]] | None = None,
+    features: list[dict[str, Any]] | None = None,
 ) -> Product:
     data = ProductCreate.model_validate(
         {

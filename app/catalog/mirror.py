@@ -2,8 +2,9 @@
 
 A task mirrors each product right after it is created (`catalog.mirror_product`); a checkout
 mirrors its price lazily if that has not happened yet. Both send the same idempotency keys
-(`product:{id}:mirror`, `price:{id}:mirror`), so a race between them makes one Stripe object, and
-the id is stored only where none is stored yet.
+(`product:{id}:mirror`, `price:{id}:mirror`, renewed after a failure Stripe stored: see
+app/stripe_keys.py), so a race between them makes one Stripe object, and the id is stored only
+where none is stored yet.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 
 from app.db import db
 from app.stripe_gateway import get_gateway
+from app.stripe_keys import with_renewable_key
 from models import Product, ProductPrice
 
 
@@ -51,11 +53,15 @@ def ensure_stripe_product(product_id: uuid.UUID) -> str | None:
         return None
     if product.stripe_product_id:
         return str(product.stripe_product_id)
-    created = get_gateway().create_product(
-        product_id=product_id,
-        organization_id=product.organization_id,
-        name=product.name,
-        description=product.description,
+    created = with_renewable_key(
+        f"product:{product_id}:mirror",
+        lambda key: get_gateway().create_product(
+            product_id=product_id,
+            organization_id=product.organization_id,
+            name=product.name,
+            description=product.description,
+            idempotency_key=key,
+        ),
     )
     return _store(Product, product_id, Product.stripe_product_id, created.id)
 
@@ -77,13 +83,17 @@ def ensure_stripe_price(price_id: uuid.UUID) -> str:
         return str(price.stripe_price_id)
     stripe_product_id = ensure_stripe_product(price.product_id)
     assert stripe_product_id is not None  # the price's foreign key
-    created = get_gateway().create_price(
-        price_id=price_id,
-        organization_id=price.organization_id,
-        stripe_product_id=stripe_product_id,
-        amount=price.amount,
-        currency=price.currency,
-        interval=price.interval,
+    created = with_renewable_key(
+        f"price:{price_id}:mirror",
+        lambda key: get_gateway().create_price(
+            price_id=price_id,
+            organization_id=price.organization_id,
+            stripe_product_id=stripe_product_id,
+            amount=price.amount,
+            currency=price.currency,
+            interval=price.interval,
+            idempotency_key=key,
+        ),
     )
     return _store(ProductPrice, price_id, ProductPrice.stripe_price_id, created.id)
 

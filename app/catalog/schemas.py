@@ -13,9 +13,57 @@ FEATURE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
 MAX_AMOUNT = max(MAX_CHARGE.values())
 
 
-class FeatureIn(RequestModel):
+FeatureType = Literal["boolean_flag", "numeric_limit", "usage_quota"]
+LIMITED_TYPES = ("numeric_limit", "usage_quota")
+# Limits are counts; -1 means unlimited.
+MAX_LIMIT = 10**15
+
+
+class FeatureDefinition(RequestModel):
+    """What a feature is: shared by every product of the organization that grants it."""
+
+    type: FeatureType | None = Field(
+        default=None, description="Unchanged when omitted (a new feature: `boolean_flag`)."
+    )
+    period: Literal["month", "year"] | None = Field(
+        default=None,
+        description="A quota's calendar window when no subscription grants it (default month);"
+        " a subscription's quota follows its billing period.",
+    )
+    unit: str | None = Field(default=None, min_length=1, max_length=50)
+    additive: bool | None = Field(
+        default=None,
+        description="Two grants of the feature add up; otherwise the largest limit wins.",
+    )
+
+
+class FeatureIn(FeatureDefinition):
     key: str = Field(pattern=FEATURE_KEY_PATTERN, description="Entitlement key, e.g. `pro_export`.")
     name: str = Field(min_length=1, max_length=200)
+    limit: int | None = Field(
+        default=None,
+        ge=-1,
+        le=MAX_LIMIT,
+        description="What this product grants of a numeric_limit/usage_quota; -1 unlimited.",
+    )
+
+    @model_validator(mode="after")
+    def limit_matches_type(self) -> FeatureIn:
+        if self.type in LIMITED_TYPES and self.limit is None:
+            raise ValueError(f"a {self.type} feature needs a limit (-1 for unlimited)")
+        if self.type == "boolean_flag" and self.limit is not None:
+            raise ValueError("a boolean_flag feature has no limit")
+        return self
+
+
+class FeatureUpdate(FeatureDefinition):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class FeatureLimitIn(RequestModel):
+    limit: int | None = Field(
+        ge=-1, le=MAX_LIMIT, description="-1 unlimited; null for an on/off feature."
+    )
 
 
 class PriceIn(RequestModel):
@@ -86,6 +134,24 @@ class SdkProductQuery(QueryModel):
 class FeatureOut(BaseModel):
     key: str
     name: str
+    type: FeatureType = "boolean_flag"
+    limit: int | None = Field(default=None, description="What this product grants; -1 unlimited.")
+    period: Literal["month", "year"] | None = None
+    unit: str | None = None
+
+
+class FeatureDefinitionOut(BaseModel):
+    id: str
+    key: str
+    name: str
+    type: FeatureType
+    period: Literal["month", "year"] | None
+    unit: str | None
+    additive: bool
+
+
+class FeatureDefinitionList(BaseModel):
+    data: list[FeatureDefinitionOut]
 
 
 class PriceOut(BaseModel):

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
 from app import jobs
 from app.catalog.schemas import (
+    FeatureDefinition,
+    FeatureDefinitionOut,
+    FeatureIn,
+    FeatureLimitIn,
     FeatureOut,
+    FeatureUpdate,
     PriceOut,
     ProductCreate,
     ProductListQuery,
@@ -20,12 +25,17 @@ from app.catalog.schemas import (
 from app.db import db
 from app.errors import NotFound
 from app.pagination import ListQuery, paginate
-from models import Feature, Product, ProductPrice
+from models import Feature, Product, ProductPrice, product_features
 
 
 class ProductNotFound(NotFound):
     code = "product_not_found"
     title = "Product not found"
+
+
+class FeatureNotFound(NotFound):
+    code = "feature_not_found"
+    title = "Feature not found"
 
 
 class PriceNotFound(NotFound):
@@ -34,7 +44,11 @@ class PriceNotFound(NotFound):
 
 
 def _with_children(stmt):  # type: ignore[no-untyped-def]
-    return stmt.options(selectinload(Product.prices), selectinload(Product.features))
+    return stmt.options(
+        selectinload(Product.prices),
+        selectinload(Product.features),
+        selectinload(Product.feature_grants),
+    )
 
 
 def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
@@ -42,37 +56,28 @@ def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
     product = Product(organization_id=organization_id, name=data.name, description=data.description)
     session.add(product)
     if data.features:
-        # Features are shared by key across an organization's products; the upsert keeps two
-        # concurrent product creations naming the same key from colliding.
-        rows = session.execute(
-            insert(Feature)
-            .values(
+        session.flush()
+        feature_ids = _upsert_features(organization_id, data.features)
+        session.execute(
+            insert(product_features).values(
                 [
                     {
-                        "id": uuid.uuid4(),
-                        "organization_id": organization_id,
-                        "key": f.key,
-                        "name": f.name,
+                        "product_id": product.id,
+                        "feature_id": feature_ids[f.key],
+                        "limit_value": f.limit,
                     }
                     for f in data.features
                 ]
             )
-            .on_conflict_do_update(
-                constraint="uq_features_organization_id_key",
-                set_={"name": insert(Feature).excluded.name},
-            )
-            .returning(Feature.id)
-        ).scalars()
-        feature_ids = list(rows)
-        product.features = list(
-            session.execute(
-                select(Feature)
-                .where(Feature.id.in_(feature_ids))
-                .order_by(Feature.key)
-                # The upsert may have renamed a feature this session already holds.
-                .execution_options(populate_existing=True)
-            ).scalars()
         )
+        # Core statements bypass the identity map: refresh the features (the upsert may have
+        # renamed or redefined one this session holds) and the product's links to them.
+        session.execute(
+            select(Feature)
+            .where(Feature.id.in_(feature_ids.values()))
+            .execution_options(populate_existing=True)
+        ).all()
+        session.expire(product, ["features", "feature_grants"])
     for price in data.prices:
         product.prices.append(
             ProductPrice(
@@ -87,6 +92,121 @@ def create_product(organization_id: uuid.UUID, data: ProductCreate) -> Product:
     session.flush()
     jobs.enqueue_after_commit(db.session(), jobs.CATALOG_MIRROR_PRODUCT, str(product.id))
     return product
+
+
+def _upsert_features(organization_id: uuid.UUID, features: list[FeatureIn]) -> dict[str, uuid.UUID]:
+    """Feature ids by key, creating the missing ones; a definition given here replaces the
+    stored one field by field (omitted fields keep their value)."""
+    # Features are shared by key across an organization's products; the upsert keeps two
+    # concurrent product creations naming the same key from colliding.
+    stmt = insert(Feature).values(
+        [
+            {
+                "id": uuid.uuid4(),
+                "organization_id": organization_id,
+                "key": f.key,
+                "name": f.name,
+                "type": f.type or "boolean_flag",
+                "period": f.period,
+                "unit": f.unit,
+                "additive": bool(f.additive),
+            }
+            for f in features
+        ]
+    )
+    rows = db.session.execute(
+        stmt.on_conflict_do_update(
+            constraint="uq_features_organization_id_key", set_={"name": stmt.excluded.name}
+        ).returning(Feature.id, Feature.key)
+    ).all()
+    ids = {row.key: row.id for row in rows}
+    for f in features:
+        changes = _definition_changes(f)
+        if changes:
+            db.session.execute(update(Feature).where(Feature.id == ids[f.key]).values(**changes))
+    return ids
+
+
+def _definition_changes(data: FeatureDefinition) -> dict[str, object]:
+    return {
+        field: getattr(data, field)
+        for field in ("type", "period", "unit", "additive")
+        if field in data.model_fields_set
+    }
+
+
+def feature_out(feature: Feature) -> FeatureDefinitionOut:
+    return FeatureDefinitionOut(
+        id=str(feature.id),
+        key=feature.key,
+        name=feature.name,
+        type=feature.type,
+        period=feature.period,
+        unit=feature.unit,
+        additive=feature.additive,
+    )
+
+
+def list_features(organization_id: uuid.UUID) -> list[Feature]:
+    return list(
+        db.session.execute(
+            select(Feature).where(Feature.organization_id == organization_id).order_by(Feature.key)
+        ).scalars()
+    )
+
+
+def get_feature(organization_id: uuid.UUID, key: str) -> Feature:
+    feature = db.session.execute(
+        select(Feature).where(Feature.organization_id == organization_id, Feature.key == key)
+    ).scalar_one_or_none()
+    if feature is None:
+        raise FeatureNotFound(f"No feature {key!r}.")
+    return feature
+
+
+def update_feature(organization_id: uuid.UUID, key: str, data: FeatureUpdate) -> Feature:
+    """Change a feature's definition; every customer holding it reads the change at once."""
+    feature = get_feature(organization_id, key)
+    changes = _definition_changes(data)
+    if data.name is not None:
+        changes["name"] = data.name
+    for field, value in changes.items():
+        setattr(feature, field, value)
+    db.session.flush()
+    _invalidate_holders(feature.id)
+    return feature
+
+
+def set_feature_limit(
+    organization_id: uuid.UUID, product_id: uuid.UUID, key: str, data: FeatureLimitIn
+) -> Product:
+    """Grant `key` from this product with this limit (linking it if it was not granted yet)."""
+    product = get_product(organization_id, product_id)
+    feature = get_feature(organization_id, key)
+    stmt = insert(product_features).values(
+        product_id=product.id, feature_id=feature.id, limit_value=data.limit
+    )
+    db.session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["product_id", "feature_id"],
+            set_={"limit_value": stmt.excluded.limit_value},
+        )
+    )
+    # A new link grants the feature to current subscribers: entitlements are derived again.
+    from app.entitlements.service import recompute_for_product
+
+    recompute_for_product(product.id)
+    _invalidate_holders(feature.id)
+    db.session.expire(product, ["features", "feature_grants"])
+    return get_product(organization_id, product_id)
+
+
+def _invalidate_holders(feature_id: uuid.UUID) -> None:
+    # Limits are cached per customer beside their entitlements: after the commit, drop the
+    # cached answers of every customer granted this feature so none reads the old definition.
+    from app.entitlements.service import invalidate_feature_holders
+
+    invalidate_feature_holders(feature_id)
 
 
 def get_product(organization_id: uuid.UUID, product_id: uuid.UUID) -> Product:
@@ -171,7 +291,17 @@ def product_out(product: Product, *, active_prices_only: bool = False) -> Produc
         id=str(product.id),
         name=product.name,
         description=product.description,
-        features=[FeatureOut(key=f.key, name=f.name) for f in product.features],
+        features=[
+            FeatureOut(
+                key=f.key,
+                name=f.name,
+                type=f.type,
+                limit=product.limit_of(f.id),
+                period=f.period,
+                unit=f.unit,
+            )
+            for f in product.features
+        ],
         prices=[price_out(p) for p in prices],
         active=product.active,
     )

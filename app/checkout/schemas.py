@@ -153,6 +153,9 @@ class PaymentOut(BaseModel):
     currency: str
     status: str
     amount_refunded: int
+    # Stripe's status of a dispute of this payment (`needs_response`, `under_review`, `won`,
+    # `lost`, …); null when the payment is not disputed.
+    dispute_status: str | None = None
     last_error: CheckoutError | None
     checkout_id: str | None
     customer_id: str
@@ -174,6 +177,7 @@ def payment_out(payment: PaymentIntent, external_id: str | None) -> PaymentOut:
         currency=payment.currency,
         status=payment.status,
         amount_refunded=payment.amount_refunded,
+        dispute_status=payment.dispute_status,
         last_error=payment.last_error,
         checkout_id=str(payment.checkout_session_id) if payment.checkout_session_id else None,
         customer_id=str(payment.customer_id),

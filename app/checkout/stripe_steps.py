@@ -30,9 +30,12 @@ from app.stripe_gateway import (
     InvalidStripeRequest,
     PaymentDeclined,
     StripeGatewayError,
+    customer_create_key,
     get_gateway,
     payment_intent_id_from_client_secret,
+    prepare_key,
 )
+from app.stripe_keys import with_renewable_key
 from app.stripe_sync import (
     EXPIRY_CANCELLATION_COMMENT,
     EXPIRY_CANCELLATION_REASON,
@@ -42,6 +45,7 @@ from app.stripe_sync import (
     as_dict,
     move_checkout,
 )
+from app.subscriptions.trials import had_trial
 from models import CheckoutSession, Customer, PaymentIntent
 from models.base import utcnow
 from models.checkout import EXPIRED, FAILED, OPEN, PENDING, PROCESSING
@@ -117,7 +121,12 @@ def prepare_checkout(checkout_id: uuid.UUID) -> None:
             amount=checkout.amount,
             currency=checkout.currency,
             recurring=price.is_recurring,
-            trial_period_days=price.trial_period_days,
+            # A second trial of the same product is not given: the first period is billed.
+            trial_period_days=(
+                None
+                if had_trial(session, checkout.customer_id, checkout.product_id)
+                else price.trial_period_days
+            ),
             receipt_email=checkout.customer_email,
             product_name=checkout.product.name,
         )
@@ -166,12 +175,16 @@ def ensure_stripe_customer(customer_id: uuid.UUID) -> str:
         ).one()
     if customer.stripe_customer_id:
         return str(customer.stripe_customer_id)
-    stripe_customer_id = get_gateway().ensure_customer(
-        customer_id=customer_id,
-        organization_id=customer.organization_id,
-        external_id=customer.external_id,
-        email=customer.email,
-        name=customer.name,
+    stripe_customer_id = with_renewable_key(
+        customer_create_key(customer_id),
+        lambda key: get_gateway().ensure_customer(
+            customer_id=customer_id,
+            organization_id=customer.organization_id,
+            external_id=customer.external_id,
+            email=customer.email,
+            name=customer.name,
+            idempotency_key=key,
+        ),
     )
     with db.transaction() as session:
         session.execute(
@@ -187,14 +200,18 @@ def ensure_stripe_customer(customer_id: uuid.UUID) -> str:
 
 def _prepare_payment(job: _PrepareInput, stripe_customer_id: str) -> None:
     gateway = get_gateway()
-    payment_intent = gateway.create_payment_intent(
-        checkout_id=job.checkout_id,
-        organization_id=job.organization_id,
-        stripe_customer_id=stripe_customer_id,
-        amount=job.amount,
-        currency=job.currency,
-        description=job.product_name,
-        receipt_email=job.receipt_email,
+    payment_intent = with_renewable_key(
+        prepare_key(job.checkout_id),
+        lambda key: gateway.create_payment_intent(
+            idempotency_key=key,
+            checkout_id=job.checkout_id,
+            organization_id=job.organization_id,
+            stripe_customer_id=stripe_customer_id,
+            amount=job.amount,
+            currency=job.currency,
+            description=job.product_name,
+            receipt_email=job.receipt_email,
+        ),
     )
     with db.transaction() as session:
         checkout = _lock(session, job.checkout_id)
@@ -215,13 +232,17 @@ def _prepare_payment(job: _PrepareInput, stripe_customer_id: str) -> None:
 
 def _prepare_subscription(job: _PrepareInput, stripe_customer_id: str) -> None:
     stripe_price_id = ensure_stripe_price(job.price_id)
-    subscription = get_gateway().create_subscription(
-        checkout_id=job.checkout_id,
-        organization_id=job.organization_id,
-        stripe_customer_id=stripe_customer_id,
-        stripe_price_id=stripe_price_id,
-        quantity=job.quantity,
-        trial_period_days=job.trial_period_days,
+    subscription = with_renewable_key(
+        prepare_key(job.checkout_id),
+        lambda key: get_gateway().create_subscription(
+            idempotency_key=key,
+            checkout_id=job.checkout_id,
+            organization_id=job.organization_id,
+            stripe_customer_id=stripe_customer_id,
+            stripe_price_id=stripe_price_id,
+            quantity=job.quantity,
+            trial_period_days=job.trial_period_days,
+        ),
     )
     data = as_dict(subscription)
     changes: dict[str, Any] = {"stripe_subscription_id": data["id"]}
@@ -329,23 +350,33 @@ def confirm_checkout(
         payment_intent_id = checkout.stripe_payment_intent_id
         setup_intent_id = checkout.stripe_setup_intent_id
     gateway = get_gateway()
-    key = f"checkout:{checkout_id}:confirm:{confirmation}"
+    # Renewed only after a failure Stripe stored under it (app/stripe_keys.py): a replayed 500
+    # would otherwise fail the buyer's confirmation on every retry.
+    scope = f"checkout:{checkout_id}:confirm:{confirmation}"
     intent: Any = None
     refusal: dict[str, Any] | None = None
     try:
         if intent_type == "setup" and setup_intent_id:
-            intent = gateway.confirm_setup_intent(
-                setup_intent_id,
-                idempotency_key=key,
-                payment_method=payment_method,
-                confirmation_token=confirmation_token,
+            setup_id = setup_intent_id
+            intent = with_renewable_key(
+                scope,
+                lambda key: gateway.confirm_setup_intent(
+                    setup_id,
+                    idempotency_key=key,
+                    payment_method=payment_method,
+                    confirmation_token=confirmation_token,
+                ),
             )
         elif payment_intent_id:
-            intent = gateway.confirm_payment_intent(
-                payment_intent_id,
-                idempotency_key=key,
-                payment_method=payment_method,
-                confirmation_token=confirmation_token,
+            payment_id = payment_intent_id
+            intent = with_renewable_key(
+                scope,
+                lambda key: gateway.confirm_payment_intent(
+                    payment_id,
+                    idempotency_key=key,
+                    payment_method=payment_method,
+                    confirmation_token=confirmation_token,
+                ),
             )
         else:
             refusal = {
@@ -543,14 +574,13 @@ def expire_checkout(checkout_id: uuid.UUID) -> None:
             stripe_object.status == "trialing" and stripe_object.pending_setup_intent is not None
         )
         if unpaid:
-            # Canceling the subscription voids its first invoice and that invoice's
-            # PaymentIntent (which cannot be canceled on its own).
             try:
                 stripe_object = gateway.cancel_subscription(
                     subscription_id, idempotency_key=key, comment=EXPIRY_CANCELLATION_COMMENT
                 )
             except InvalidStripeRequest:
                 stripe_object = gateway.retrieve_subscription(subscription_id)
+            _void_first_invoice(checkout_id, stripe_object)
         with db.transaction() as session:
             apply_subscription(session, stripe_object)
         return
@@ -564,3 +594,26 @@ def expire_checkout(checkout_id: uuid.UUID) -> None:
         stripe_object = gateway.retrieve_payment_intent(payment_intent_id)
     with db.transaction() as session:
         apply_payment_intent(session, stripe_object)
+
+
+def _void_first_invoice(checkout_id: uuid.UUID, subscription: Any) -> None:
+    """Void the open invoice of a subscription canceled at expiry.
+
+    Canceling a subscription leaves its open invoice payable: the buyer's page could still
+    confirm its PaymentIntent and be charged for a subscription that no longer exists. Voiding
+    cancels that PaymentIntent (it cannot be canceled on its own). A payment that beat the
+    void is refunded by `stripe_sync` once it is seen.
+    """
+    invoice_id = getattr(subscription, "latest_invoice", None)
+    if invoice_id is not None and not isinstance(invoice_id, str):
+        invoice_id = invoice_id.id
+    if not invoice_id:
+        return
+    gateway = get_gateway()
+    invoice = gateway.retrieve_invoice(invoice_id)
+    if invoice.status != "open":
+        return
+    try:
+        gateway.void_invoice(invoice_id, idempotency_key=f"checkout:{checkout_id}:expire:void")
+    except InvalidStripeRequest:
+        log.warning("checkout %s: its invoice could not be voided (paid meanwhile?)", checkout_id)

@@ -18,6 +18,11 @@ ever lost (Redis unreachable at that moment, the writer's process killed between
 hook) to `CACHE_TTL_SECONDS`, and it never outlives the earliest `expires_at` in the body, so an
 entitlement that lapses on its own is not served past its end.
 
+Two bodies share one generation: the entitlement list (`LIST`) and the customer's feature grants
+with their limits and usage periods (`GRANTS`, read by `/v1/features/check`, `usage-metrics` and
+`track-usage`). One invalidation voids both, so a downgrade's lower limit is never shadowed by a
+cached higher one.
+
 The generation is the cache's own compare-and-set counter and nothing else. It may go backwards
 (Redis restarted, flushed, the key evicted) — harmless here, since the body goes with it — so it
 is never used to order anything outside the cache: real-time messages carry
@@ -38,7 +43,12 @@ from app.redis_client import defer
 # because it is also how long a lost invalidation can serve a revoked entitlement.
 CACHE_TTL_SECONDS = 60
 
-_BODY_KEY = "billingos:entitlements:{customer_id}"
+LIST = "list"
+GRANTS = "grants"
+_BODY_KEYS = {
+    LIST: "billingos:entitlements:{customer_id}",
+    GRANTS: "billingos:entitlements:grants:{customer_id}",
+}
 _GENERATION_KEY = "billingos:entitlements:gen:{customer_id}"
 
 # KEYS[1] body, KEYS[2] generation; ARGV[1] expected generation, ARGV[2] body, ARGV[3] TTL (ms).
@@ -52,8 +62,8 @@ return 1
 """
 
 
-def body_key(customer_id: uuid.UUID) -> str:
-    return _BODY_KEY.format(customer_id=customer_id)
+def body_key(customer_id: uuid.UUID, kind: str = LIST) -> str:
+    return _BODY_KEYS[kind].format(customer_id=customer_id)
 
 
 def generation_key(customer_id: uuid.UUID) -> str:
@@ -66,6 +76,7 @@ class FillTicket:
 
     customer_id: uuid.UUID
     generation: bytes
+    kind: str = LIST
 
 
 @dataclass(frozen=True)
@@ -81,11 +92,14 @@ class EntitlementCache:
         self.client = client
         self._fill = client.register_script(_FILL_IF_GENERATION_UNCHANGED)
 
-    def lookup(self, customer_id: uuid.UUID) -> CacheLookup:
+    def lookup(self, customer_id: uuid.UUID, kind: str = LIST) -> CacheLookup:
         """The cached body and the current generation, in one MGET (the hot path's only call)."""
-        body, generation = self.client.mget(body_key(customer_id), generation_key(customer_id))
+        body, generation = self.client.mget(
+            body_key(customer_id, kind), generation_key(customer_id)
+        )
         return CacheLookup(
-            body=body, ticket=FillTicket(customer_id=customer_id, generation=generation or b"0")
+            body=body,
+            ticket=FillTicket(customer_id=customer_id, generation=generation or b"0", kind=kind),
         )
 
     def fill(self, ticket: FillTicket, body: bytes, ttl_ms: int) -> bool:
@@ -93,13 +107,13 @@ class EntitlementCache:
         if ttl_ms <= 0:
             return False
         stored = self._fill(
-            keys=[body_key(ticket.customer_id), generation_key(ticket.customer_id)],
+            keys=[body_key(ticket.customer_id, ticket.kind), generation_key(ticket.customer_id)],
             args=[ticket.generation, body, ttl_ms],
         )
         return bool(stored)
 
     def invalidate(self, customer_id: uuid.UUID) -> int:
-        """Void every outstanding ticket and drop the body; returns the new generation."""
+        """Void every outstanding ticket and drop the bodies; returns the new generation."""
         pipe = self.client.pipeline(transaction=True)
         self._invalidation(customer_id)(pipe)
         generation, _deleted = pipe.execute()
@@ -115,6 +129,6 @@ class EntitlementCache:
         def commands(pipe: redis.client.Pipeline) -> None:
             # In one MULTI: a reader never sees the new generation beside the old body.
             pipe.incr(generation_key(customer_id))
-            pipe.delete(body_key(customer_id))
+            pipe.delete(*(body_key(customer_id, kind) for kind in _BODY_KEYS))
 
         return commands

@@ -2,8 +2,7 @@
 
 Same cache, same coherence as `GET /v1/customer/entitlements` (app/entitlements/cache.py): a
 revoked feature is never reported after its revocation committed. These routes exist in this one
-shape in every API version. Usage metering is not built yet, so `track-usage` and
-`usage-metrics` answer 404 rather than pretend to record or report anything.
+shape in every API version. Limits, quotas and usage: app/usage/service.py.
 """
 
 from __future__ import annotations
@@ -11,40 +10,18 @@ from __future__ import annotations
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
-from app.api import SESSION_TOKEN, json_response, operation
-from app.auth import current_customer
+from app.api import ANY_CREDENTIAL, SESSION_TOKEN, json_response, operation
+from app.auth import current_customer, current_principal
+from app.db import db
 from app.entitlements.schemas import (
-    EntitlementOut,
     FeatureAccessList,
     FeatureAccessOut,
     FeatureCheckQuery,
 )
-from app.entitlements.service import list_entitlements
-from app.errors import NotFound
+from app.usage import service as usage
+from app.usage.schemas import TrackUsageIn, TrackUsageOut, UsageMetricsOut, UsageMetricsQuery
 
 bp = Blueprint("features", __name__)
-
-
-class UsageNotAvailable(NotFound):
-    code = "usage_not_available"
-    title = "Usage metering is not available"
-
-
-def _access(feature_key: str, grants: list[EntitlementOut]) -> FeatureAccessOut:
-    metadata = {
-        "sources": [
-            {"product_id": grant.product_id, "source": grant.source, "expires_at": grant.expires_at}
-            for grant in grants
-        ]
-    }
-    return FeatureAccessOut(feature_key=feature_key, has_access=bool(grants), metadata=metadata)
-
-
-def _by_feature(entitlements: list[EntitlementOut]) -> dict[str, list[EntitlementOut]]:
-    grouped: dict[str, list[EntitlementOut]] = {}
-    for entitlement in entitlements:
-        grouped.setdefault(entitlement.feature_key, []).append(entitlement)
-    return grouped
 
 
 @bp.get("/v1/features/check")
@@ -56,8 +33,9 @@ def _by_feature(entitlements: list[EntitlementOut]) -> dict[str, list[Entitlemen
     tags=["entitlements"],
 )
 def check_feature(query: FeatureCheckQuery) -> ResponseReturnValue:
-    grants = _by_feature(list_entitlements(current_customer().customer_id))
-    return json_response(_access(query.feature_key, grants.get(query.feature_key, [])))
+    return json_response(
+        usage.check_feature(current_customer().customer_id, query.feature_key, query.usage)
+    )
 
 
 @bp.get("/v1/features/entitlements")
@@ -68,34 +46,53 @@ def check_feature(query: FeatureCheckQuery) -> ResponseReturnValue:
     tags=["entitlements"],
 )
 def feature_entitlements() -> ResponseReturnValue:
-    grants = _by_feature(list_entitlements(current_customer().customer_id))
     return json_response(
-        FeatureAccessList(entitlements=[_access(key, found) for key, found in grants.items()])
+        FeatureAccessList(entitlements=usage.feature_access_list(current_customer().customer_id))
     )
-
-
-_NO_USAGE = "Usage metering is not available yet: no usage is recorded or reported."
 
 
 @bp.post("/v1/features/track-usage")
 @operation(
-    summary="Record usage of a metered feature (not available yet: 404)",
-    auth=SESSION_TOKEN,
-    responses={},
-    errors={404: "usage_not_available"},
+    summary="Record usage of a usage_quota feature, exactly once per idempotency key",
+    description="With a session token: the token's customer. With a secret key (your server):"
+    " name the customer by `customer_external_id`. A retry with the same `idempotency_key`"
+    " counts once and answers `duplicate: true`; a `timestamp` outside the current period is"
+    " refused (422 timestamp_outside_period).",
+    auth=ANY_CREDENTIAL,
+    body=TrackUsageIn,
+    responses={200: TrackUsageOut},
+    errors={
+        404: "feature_not_found",
+        409: "idempotency_key_reused",
+        422: "timestamp_outside_period",
+    },
     tags=["entitlements"],
 )
-def track_usage() -> ResponseReturnValue:
-    raise UsageNotAvailable(_NO_USAGE)
+def track_usage(body: TrackUsageIn) -> ResponseReturnValue:
+    principal = current_principal()
+    customer_id = usage.tracked_customer(principal, body.customer_external_id)
+    out = usage.track_usage(
+        principal.organization_id,
+        customer_id,
+        usage.UsageEventIn(
+            feature_key=body.feature_key,
+            quantity=body.quantity,
+            idempotency_key=body.idempotency_key,
+            timestamp=body.timestamp,
+            metadata=body.metadata,
+        ),
+    )
+    db.session.commit()
+    return json_response(out)
 
 
 @bp.get("/v1/features/usage-metrics")
 @operation(
-    summary="Usage of metered features (not available yet: 404)",
+    summary="This period's usage of the customer's usage_quota features, with their limits",
     auth=SESSION_TOKEN,
-    responses={},
-    errors={404: "usage_not_available"},
+    query=UsageMetricsQuery,
+    responses={200: UsageMetricsOut},
     tags=["entitlements"],
 )
-def usage_metrics() -> ResponseReturnValue:
-    raise UsageNotAvailable(_NO_USAGE)
+def usage_metrics(query: UsageMetricsQuery) -> ResponseReturnValue:
+    return json_response(usage.usage_metrics(current_customer().customer_id, query.feature_key))

@@ -9,7 +9,7 @@ table match:
   subscription alive while it retries the payment) grants its product's features until its
   trial or current period ends;
 - a succeeded PaymentIntent of a checkout for a one-time price grants them with no end, until it
-  is fully refunded;
+  is fully refunded or its dispute is lost;
 - nothing else grants anything (canceled, unpaid, incomplete, incomplete_expired, paused).
 
 When something changed it also bumps `customers.entitlements_version` (UPDATE … RETURNING, under
@@ -37,7 +37,7 @@ from app.db import db, on_commit
 from app.entitlements.cache import CACHE_TTL_SECONDS, EntitlementCache
 from app.entitlements.schemas import EntitlementList, EntitlementOut
 from app.redis_client import get_redis
-from models import Customer, Entitlement
+from models import CheckoutSession, Customer, Entitlement, PaymentIntent, Subscription
 from models.base import sql_in_list, utcnow
 from models.subscription import ENTITLING_STATUSES
 
@@ -77,6 +77,7 @@ wanted AS (
         JOIN features f ON f.id = pf.feature_id
         WHERE pi.customer_id = $1 AND pi.status = 'succeeded'
           AND pp.type = 'one_time' AND pi.amount_refunded < pi.amount
+          AND pi.dispute_status IS DISTINCT FROM 'lost'
     ) AS grants
 )"""
 
@@ -366,3 +367,46 @@ def announce_entitlements_change(
             CACHE_TTL_SECONDS,
         )
     realtime.publish_entitlements_updated(customer_id, entitlements, version=version)
+
+
+# --- merchant changes to what a feature grants ------------------------------------------------
+
+
+def recompute_for_product(product_id: uuid.UUID) -> None:
+    """Derive again the entitlements of everyone who owns this product (its features changed)."""
+    session = db.session()
+    owners = session.execute(
+        select(Subscription.customer_id)
+        .where(Subscription.product_id == product_id)
+        .union(
+            select(PaymentIntent.customer_id)
+            .join(CheckoutSession, CheckoutSession.id == PaymentIntent.checkout_session_id)
+            .where(CheckoutSession.product_id == product_id)
+        )
+    ).scalars()
+    for customer_id in list(owners):
+        if customer_id is not None:
+            recompute_entitlements(session, customer_id)
+
+
+def invalidate_feature_holders(feature_id: uuid.UUID) -> None:
+    """After commit, drop the cached answers of every customer granted this feature."""
+    session = db.session()
+    holders = list(
+        session.execute(
+            select(Entitlement.customer_id).where(Entitlement.feature_id == feature_id).distinct()
+        ).scalars()
+    )
+
+    def invalidate() -> None:
+        cache = entitlement_cache()
+        for customer_id in holders:
+            try:
+                cache.invalidate(customer_id)
+            except redis.RedisError:
+                log.warning(
+                    "entitlement cache not invalidated; stale for at most %d s", CACHE_TTL_SECONDS
+                )
+                return
+
+    on_commit(session, invalidate)

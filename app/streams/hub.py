@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.config import RealtimeSettings
-from app.realtime import CHECKOUT_UPDATED, SUBSCRIPTION_UPDATED
+from app.realtime import CHECKOUT_UPDATED, SUBSCRIPTION_UPDATED, USAGE_UPDATED
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,10 @@ def parse_update(raw: bytes | str) -> Update:
         key, version, status = "checkout", data["version"], data["status"]
     elif message_type == SUBSCRIPTION_UPDATED:
         key = f"subscription:{data['id']}"
+    elif message_type == USAGE_UPDATED:
+        # One key per feature and period: a new period's first total is not "older" than the
+        # last total of the one before.
+        key = f"usage:{data['feature_key']}:{data['period_start']}"
     else:
         key = message_type
     return Update(message_type, key, version, text, status)

@@ -34,6 +34,7 @@ from sqlalchemy import select
 from app.db import db
 from app.metrics import STREAM_CONNECTIONS
 from app.realtime import (
+    USAGE_UPDATED,
     checkout_channel,
     checkout_message,
     checkout_status,
@@ -41,7 +42,7 @@ from app.realtime import (
     entitlements_message,
     subscription_message,
 )
-from app.streams.hub import SubscriberHub, Update, Watcher, newer_version, parse_update
+from app.streams.hub import SubscriberHub, Update, Watcher, is_newer, newer_version, parse_update
 from app.streams.leases import Lease
 from models import CheckoutSession, Subscription
 from models.base import utcnow
@@ -66,6 +67,9 @@ NOT_FOUND = "not_found"
 
 # How often a busy stream asks Redis whether its token was revoked (an idle one: every ping).
 REVOCATION_CHECK_SECONDS = 1.0
+# Usage totals can change hundreds of times a second for a busy customer: a stream sends them
+# at most this often, holding only the newest total per feature in between (latest wins).
+USAGE_MIN_INTERVAL_SECONDS = 0.25
 
 
 def _parse_id(raw: str) -> uuid.UUID | None:
@@ -171,6 +175,9 @@ class StatusStream:
         # client's own snapshot above all, are freed once sent).
         self._sent: dict[str, int | None] = {}
         self._snapshot: list[Update] | None = None
+        # Usage totals waiting for their next send slot, newest per key.
+        self._held_usage: dict[str, Update] = {}
+        self._usage_sent_at = float("-inf")
         self._released = False
         self.end_reason: str | None = None
         # Counted in the open-streams gauge between a successful open() and close().
@@ -221,6 +228,27 @@ class StatusStream:
                 self._sent[key] = update.version
                 yield update
 
+    def _throttle_usage(self, pending: list[Update], now: float) -> list[Update]:
+        """`pending` without usage totals, plus the held ones when their send slot has come."""
+        if not pending and not self._held_usage:
+            return pending
+        others = []
+        for update in pending:
+            if update.type != USAGE_UPDATED:
+                others.append(update)
+            elif is_newer(update, self._held_usage.get(update.key)):
+                self._held_usage[update.key] = update
+        if self._held_usage and now >= self._usage_sent_at + USAGE_MIN_INTERVAL_SECONDS:
+            others.extend(self._held_usage.values())
+            self._held_usage = {}
+            self._usage_sent_at = now
+        return others
+
+    def _next_usage_slot(self) -> float:
+        if not self._held_usage:
+            return float("inf")
+        return self._usage_sent_at + USAGE_MIN_INTERVAL_SECONDS
+
     def _forward(self, pending: list[Update]) -> Generator[Update, None, tuple[bool, bool]]:
         """Yield the fresh updates; (any sent?, a terminal status sent?)."""
         sent = False
@@ -253,6 +281,7 @@ class StatusStream:
                     if options.token_revoked():
                         self.end_reason = TOKEN_REVOKED
                         return
+                pending = self._throttle_usage(pending, now)
                 sent, terminal = yield from self._forward(pending)
                 # Nothing sent stays referenced while the stream waits: an idle client holds no
                 # copy of its snapshot.
@@ -288,6 +317,7 @@ class StatusStream:
                     last_frame + options.ping_seconds,
                     idle_since + options.idle_timeout_seconds,
                     token_deadline,
+                    self._next_usage_slot(),
                 )
                 resync, pending = self.watcher.take(max(wait - now, 0.0))
                 if resync:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from app.stripe_gateway import (
     TransientStripeError,
     get_gateway,
 )
+from app.subscriptions.trials import had_trial
 from models import CheckoutSession, Customer, Subscription
 from models.base import utcnow
 from models.checkout import OPEN, PENDING, PROCESSING, REQUIRES_ACTION
@@ -152,21 +153,6 @@ def _parse_price_id(raw: str) -> uuid.UUID:
         raise PriceNotFound("No such price, or it is no longer for sale.") from None
 
 
-def _had_trial(session: Session, customer_id: uuid.UUID, product_id: uuid.UUID) -> bool:
-    return (
-        session.execute(
-            select(func.count())
-            .select_from(Subscription)
-            .where(
-                Subscription.customer_id == customer_id,
-                Subscription.product_id == product_id,
-                Subscription.trial_end.is_not(None),
-            )
-        ).scalar_one()
-        > 0
-    )
-
-
 # A direct subscription's row is made before Stripe's object and waits, `incomplete` and without
 # a Stripe id, for Stripe's answer. A retry within this window reuses it (and so its idempotency
 # key: Stripe answers with the subscription it already made); an older one is past Stripe's 24 h
@@ -194,7 +180,7 @@ def _refuse_if_not_allowed(session: Session, customer_id: uuid.UUID, price: _Dir
         raise AlreadySubscribed(UPGRADE_DETAIL)
     if _checkout_in_progress(session, customer_id, price.product_id):
         raise AlreadySubscribed(CHECKOUT_IN_PROGRESS_DETAIL)
-    if not price.is_free and _had_trial(session, customer_id, price.product_id):
+    if not price.is_free and had_trial(session, customer_id, price.product_id):
         raise PaymentRequired(
             "The trial of this product was already used: subscribe through a checkout "
             "(POST /v1/checkout/create)."

@@ -207,14 +207,15 @@ def _pricing_product(product: Product, current_product_ids: set[uuid.UUID]) -> P
             )
             for p in prices
         ],
-        # Every feature is an on/off entitlement today; quotas and limits come with metering.
         features=[
             PricingFeature(
                 id=str(f.id),
                 name=f.key,
                 title=f.name,
-                type="boolean_flag",
-                properties=PricingFeatureProperties(),
+                type=f.type,
+                properties=PricingFeatureProperties(
+                    limit=product.limit_of(f.id), period=f.period, unit=f.unit
+                ),
             )
             for f in product.features
         ],

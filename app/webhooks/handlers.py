@@ -32,12 +32,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
-from app import stripe_sync
+from app import settings_of, stripe_sync
 from app.entitlements.service import recompute_entitlements
-from app.stripe_gateway import CHECKOUT_METADATA, get_gateway
+from app.metrics import STRIPE_EVENT_VERSION_MISMATCH
+from app.stripe_gateway import CHECKOUT_METADATA, REFETCHABLE_OBJECT_TYPES, get_gateway
 from models import CheckoutSession, PaymentIntent, Subscription
 from models.base import utcnow
 
@@ -199,7 +201,8 @@ def _fetched(session: Session, key: tuple[str, str], guard: Any, read: Any) -> d
 
 
 def handle_payment_intent(session: Session, event: dict[str, Any]) -> str | None:
-    """`payment_intent.succeeded` / `payment_intent.payment_failed`."""
+    """`payment_intent.succeeded` / `.payment_failed` / `.canceled` (the checkout of a
+    PaymentIntent canceled in the Dashboard or by Stripe is canceled, not left open)."""
     payment_intent = _object(event)
     if not (
         _knows_payment_intent(session, payment_intent.get("id"))
@@ -216,7 +219,8 @@ def handle_payment_intent(session: Session, event: dict[str, Any]) -> str | None
 
 
 def handle_setup_intent(session: Session, event: dict[str, Any]) -> str | None:
-    """`setup_intent.succeeded`: a trial's card is saved."""
+    """`setup_intent.succeeded` (a trial's card is saved) / `.setup_failed` (the checkout
+    shows the decline)."""
     setup_intent = _object(event)
     if not (
         _knows_setup_intent(session, setup_intent.get("id"))
@@ -343,16 +347,7 @@ def handle_charge_refunded(session: Session, event: dict[str, Any]) -> str | Non
     entitlements are recomputed from the payments, which now say so.
     """
     charge = _object(event)
-    stripe_payment_intent_id = _id_of(charge.get("payment_intent"))
-    payment = (
-        session.execute(
-            select(PaymentIntent)
-            .where(PaymentIntent.stripe_payment_intent_id == stripe_payment_intent_id)
-            .with_for_update()
-        ).scalar_one_or_none()
-        if stripe_payment_intent_id
-        else None
-    )
+    payment = _lock_payment(session, _id_of(charge.get("payment_intent")))
     if payment is None:
         return _not_ours("Charge", charge.get("id"))
     amount_refunded = min(int(charge.get("amount_refunded") or 0), payment.amount)
@@ -362,6 +357,72 @@ def handle_charge_refunded(session: Session, event: dict[str, Any]) -> str | Non
     payment.refunded_at = _event_created(event) or utcnow()
     session.flush()
     recompute_entitlements(session, payment.customer_id)
+    return None
+
+
+def _lock_payment(session: Session, stripe_payment_intent_id: str | None) -> PaymentIntent | None:
+    if not stripe_payment_intent_id:
+        return None
+    return session.execute(
+        select(PaymentIntent)
+        .where(PaymentIntent.stripe_payment_intent_id == stripe_payment_intent_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+
+
+def _apply_current_refunds(
+    session: Session, payment: PaymentIntent, charge_id: str, at: datetime | None
+) -> None:
+    """Set the payment's refunded amount to the charge's current `amount_refunded`."""
+    charge = _fetched(
+        session,
+        ("charge", charge_id),
+        payment.amount_refunded,
+        lambda: get_gateway().retrieve_charge(charge_id),
+    )
+    amount_refunded = min(int(charge.get("amount_refunded") or 0), payment.amount)
+    if amount_refunded == payment.amount_refunded:
+        return
+    payment.amount_refunded = amount_refunded
+    payment.refunded_at = (at or utcnow()) if amount_refunded else None
+    session.flush()
+    recompute_entitlements(session, payment.customer_id)
+
+
+def handle_refund_updated(session: Session, event: dict[str, Any]) -> str | None:
+    """`charge.refund.updated`: a refund that failed gave the buyer nothing back.
+
+    The charge is re-fetched: its `amount_refunded` no longer counts the failed refund, and is
+    applied even though it is lower than what we recorded (the only way it may go down).
+    """
+    refund = _object(event)
+    payment = _lock_payment(session, _id_of(refund.get("payment_intent")))
+    if payment is None:
+        return _not_ours("Refund", refund.get("id"))
+    charge_id = _id_of(refund.get("charge"))
+    if refund.get("status") == "failed" and charge_id is not None:
+        _apply_current_refunds(session, payment, charge_id, _event_created(event))
+    return None
+
+
+# Dispute statuses a dispute never leaves (https://docs.stripe.com/api/disputes/object).
+_CLOSED_DISPUTE_STATUSES = frozenset({"won", "lost", "prevented"})
+
+
+def handle_dispute(session: Session, event: dict[str, Any]) -> str | None:
+    """`charge.dispute.created` / `.updated` / `.closed`: shown on the payment; a lost
+    dispute took the money back, so the payment stops granting its features."""
+    dispute = _object(event)
+    payment = _lock_payment(session, _id_of(dispute.get("payment_intent")))
+    if payment is None:
+        return _not_ours("Dispute", dispute.get("id"))
+    status = dispute.get("status")
+    if not isinstance(status, str) or payment.dispute_status in _CLOSED_DISPUTE_STATUSES:
+        return None  # a closed dispute's outcome is final; a late update changes nothing
+    if status != payment.dispute_status:
+        payment.dispute_status = status
+        session.flush()
+        recompute_entitlements(session, payment.customer_id)
     return None
 
 
@@ -397,10 +458,45 @@ def handle_checkout_session_completed(session: Session, event: dict[str, Any]) -
     return None
 
 
+# ---------------------------------------------------------------------------- API versions
+
+
+def at_our_version(session: Session, event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its `data.object` in the API version the gateway pins.
+
+    Stripe renders an event in the endpoint's API version, which need not be ours (an endpoint
+    created in the Dashboard, or not yet upgraded); older shapes lack fields we read — an
+    invoice's `parent.subscription_details` exists only since 2025-03-31. Such an event is not
+    dropped: its object is fetched again at our version (the caller counts the event on
+    `billingos_stripe_event_api_version_mismatch_total` once it is applied).
+    """
+    version = event.get("api_version")
+    ours = settings_of(current_app).stripe_api_version
+    if not version or version == ours:
+        return event
+    obj = _object(event)
+    object_type, stripe_id = str(obj.get("object")), obj.get("id")
+    if not stripe_id or object_type not in REFETCHABLE_OBJECT_TYPES:
+        return {**event, "api_version": ours}
+    fetched = _fetched(
+        session,
+        (object_type, str(stripe_id)),
+        None,
+        lambda: get_gateway().retrieve_object(object_type, str(stripe_id)),
+    )
+    return {**event, "api_version": ours, "data": {**event["data"], "object": fetched}}
+
+
+def count_version_mismatch(api_version: str) -> None:
+    STRIPE_EVENT_VERSION_MISMATCH.labels(api_version[:40]).inc()
+
+
 HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": handle_payment_intent,
     "payment_intent.payment_failed": handle_payment_intent,
+    "payment_intent.canceled": handle_payment_intent,
     "setup_intent.succeeded": handle_setup_intent,
+    "setup_intent.setup_failed": handle_setup_intent,
     "invoice.paid": handle_invoice,
     "invoice.payment_failed": handle_invoice,
     "customer.subscription.created": handle_subscription,
@@ -408,4 +504,8 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.deleted": handle_subscription,
     "checkout.session.completed": handle_checkout_session_completed,
     "charge.refunded": handle_charge_refunded,
+    "charge.refund.updated": handle_refund_updated,
+    "charge.dispute.created": handle_dispute,
+    "charge.dispute.updated": handle_dispute,
+    "charge.dispute.closed": handle_dispute,
 }

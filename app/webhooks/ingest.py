@@ -40,7 +40,7 @@ class WebhookIngest:
         self.app = app
         self.next_app = next_app
         self.max_body_bytes = max_body_bytes
-        self.secrets = (settings_of(app).stripe_webhook_secret,)
+        self.secrets = settings_of(app).webhook_secrets
         self._metrics: tuple[Any, Any, Any, Any] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

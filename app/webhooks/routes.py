@@ -54,7 +54,7 @@ _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 )
 def receive_stripe_webhook() -> ResponseReturnValue:
     payload = request.get_data(cache=False)
-    secrets = (settings_of(current_app).stripe_webhook_secret,)
+    secrets = settings_of(current_app).webhook_secrets
     event = service.verify_event(payload, request.headers.get("Stripe-Signature"), secrets)
     log_context.bind_to_request(stripe_event_id=event["id"])
     try:

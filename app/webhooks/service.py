@@ -46,7 +46,9 @@ HANDLED_EVENT_TYPES = frozenset(
     {
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
+        "payment_intent.canceled",
         "setup_intent.succeeded",
+        "setup_intent.setup_failed",
         "invoice.paid",
         "invoice.payment_failed",
         "customer.subscription.created",
@@ -54,6 +56,10 @@ HANDLED_EVENT_TYPES = frozenset(
         "customer.subscription.deleted",
         "checkout.session.completed",
         "charge.refunded",
+        "charge.refund.updated",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
     }
 )
 # Stripe's own default: a signature older than five minutes is a replay.
@@ -118,17 +124,20 @@ def verify_event(
 ) -> dict[str, Any]:
     """The event in `payload`, once its `Stripe-Signature` proves Stripe sent it recently.
 
-    HMAC-SHA256 of the raw bytes against each of `secrets` (one match is enough, so a secret
-    can be rotated without dropping events; several `v1=` signatures allowed, 300 s
-    tolerance); the body is parsed only after it is authenticated.
+    The body must be UTF-8 (Stripe signs the text of the body); the HMAC-SHA256 of its raw
+    bytes is checked against each of `secrets` in turn — one match is enough, so a secret can
+    be rotated without dropping events; several `v1=` signatures allowed, 300 s tolerance. The
+    body is parsed only after it is authenticated.
     https://docs.stripe.com/webhooks#verify-manually
     """
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayload("The body is not UTF-8.") from None
     if not signature.is_signed(payload, signature_header, secrets, SIGNATURE_TOLERANCE_SECONDS):
         raise InvalidSignature("The Stripe-Signature header does not match the body.")
     try:
-        event = json.loads(payload)
-    except UnicodeDecodeError:
-        raise InvalidPayload("The body is not UTF-8.") from None
+        event = json.loads(text)
     except ValueError:
         raise InvalidPayload("The body is not JSON.") from None
     if not _is_event_envelope(event):
@@ -218,6 +227,8 @@ class ProcessingResult:
 
     outcome: str  # processed | already_done | ignored | missing
     note: str | None = None
+    # The event's API version when it was not ours (its object was re-fetched at ours).
+    other_api_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,14 +287,19 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     (`stripe_sync.transaction_with_stripe_reads`).
     """
     from app.stripe_sync import transaction_with_stripe_reads
+    from app.webhooks.handlers import count_version_mismatch
 
-    return transaction_with_stripe_reads(
+    result = transaction_with_stripe_reads(
         lambda session: _process_once(session, stripe_event_id), rounds=MAX_STRIPE_READS
     )
+    if result.other_api_version:
+        # Counted here, once: a Stripe read runs the attempt's transaction again.
+        count_version_mismatch(result.other_api_version)
+    return result
 
 
 def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
-    from app.webhooks.handlers import HANDLERS
+    from app.webhooks.handlers import HANDLERS, at_our_version
 
     row = session.execute(_LOCK_EVENT_ROW, {"stripe_event_id": stripe_event_id}).first()
     if row is None:
@@ -305,7 +321,8 @@ def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
             },
         )
         return ProcessingResult("ignored")
-    note = handler(session, row.payload)
+    event = at_our_version(session, row.payload)
+    note = handler(session, event)
     # An event about an object that is not ours is done, not failed: the note (kept in
     # `last_error`, the inbox's one free-text column) tells an operator why it changed
     # nothing. The handler's ORM changes flush before this statement (autoflush).
@@ -322,7 +339,8 @@ def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     )
     if note:
         log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
-    return ProcessingResult("processed", note)
+    other_version = row.payload.get("api_version") if event is not row.payload else None
+    return ProcessingResult("processed", note, other_api_version=other_version)
 
 
 def record_processing_failure(

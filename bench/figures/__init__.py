@@ -146,6 +146,7 @@ class BenchContext:
                 params: dict[str, Any] = {
                     "amount": 2900,
                     "currency": "usd",
+                    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
                     "metadata": {
                         "billingos_organization_id": self.seed.organization_id,
                         "billingos_checkout_id": str(plan["checkout_id"]),

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from app.db import db
 from models import CheckoutSession
+from models.base import utcnow
 from tests.factories import Buyer
 from tests.support.billing import Catalog, catalog  # noqa: F401 (fixture)
 from tests.support.processes import wait_until
 
-__all__ = ["Catalog", "create", "fetch", "wait_until"]
+__all__ = ["Catalog", "backdate", "create", "fetch", "wait_until"]
 
 
 @pytest.fixture()
@@ -98,3 +101,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+def backdate(checkout_id: Any) -> None:
+    """Make a checkout overdue (its hour is up)."""
+    db.session.remove()
+    db.session.execute(
+        update(CheckoutSession)
+        .where(CheckoutSession.id == checkout_id)
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from typing import Any
 
+import pytest
+import stripe as stripe_lib
 from flask import Flask
-from sqlalchemy import update
 
 from app.db import db
-from models import CheckoutSession, Subscription
-from models.base import utcnow
+from models import Subscription
 from tests.checkout.conftest import (
     Catalog,
+    backdate,
     confirm,
     create,
     fetch,
@@ -27,16 +27,6 @@ from tests.factories import Buyer, Merchant, make_buyer, make_merchant
 
 def _confirmations(stripe_emulator: Any, stripe_payment_intent_id: str) -> list[dict[str, Any]]:
     return stripe_emulator.requests(path=f"/v1/payment_intents/{stripe_payment_intent_id}/confirm")
-
-
-def _backdate(checkout_id: str) -> None:
-    db.session.remove()
-    db.session.execute(
-        update(CheckoutSession)
-        .where(CheckoutSession.id == checkout_id)
-        .values(expires_at=utcnow() - timedelta(seconds=1))
-    )
-    db.session.commit()
 
 
 class TestConfirmGuards:
@@ -143,7 +133,7 @@ class TestExpiry:
     ) -> None:  # fmt: skip
         checkout = open_checkout(client, buyer, catalog.one_time.id)
         fresh = open_checkout(client, buyer, catalog.monthly.id)
-        _backdate(checkout["id"])
+        backdate(checkout["id"])
 
         app.extensions["celery"].send_task("checkout.expire_overdue")
         expired = wait_until(
@@ -165,27 +155,36 @@ class TestExpiry:
         assert response.status_code == 410
         assert response.get_json()["code"] == "checkout_expired"
 
-    def test_expired_subscription_checkout_cancels_the_incomplete_subscription(
+    def test_expired_subscription_checkout_cancels_the_subscription_and_voids_its_invoice(
         self, app: Flask, client: Any, buyer: Buyer, catalog: Catalog, worker: Any,
         stripe_emulator: Any,
     ) -> None:  # fmt: skip
         checkout = open_checkout(client, buyer, catalog.monthly.id)
-        _backdate(checkout["id"])
+        backdate(checkout["id"])
         app.extensions["celery"].send_task("checkout.expire_overdue")
         wait_until(
             lambda: status_of(client, buyer, checkout["id"])["status"] == "expired",
             what="checkout to expire",
         )
-        stripe_id = fetch(checkout["id"]).stripe_subscription_id
-        assert stripe_emulator.client().v1.subscriptions.retrieve(stripe_id).status == "canceled"
+        expired = fetch(checkout["id"])
+        stripe = stripe_emulator.client()
+        subscription = stripe.v1.subscriptions.retrieve(expired.stripe_subscription_id)
+        assert subscription.status == "canceled"
         db.session.remove()
-        row = db.session.query(Subscription).filter_by(stripe_subscription_id=stripe_id).one()
+        row = db.session.query(Subscription).filter_by(stripe_subscription_id=subscription.id).one()
         assert row.status == "canceled"
+        # Canceling leaves the invoice payable in Stripe; the expiry voids it, so the client
+        # secret still on the buyer's page charges nothing.
+        assert stripe.v1.invoices.retrieve(subscription.latest_invoice).status == "void"
+        with pytest.raises(stripe_lib.InvalidRequestError):
+            stripe.v1.payment_intents.confirm(
+                expired.stripe_payment_intent_id, params={"payment_method": "pm_card_visa"}
+            )
 
     def test_past_expiry_confirm_is_gone_before_the_sweep(
         self, client: Any, buyer: Buyer, catalog: Catalog, worker: Any
     ) -> None:
         checkout = open_checkout(client, buyer, catalog.one_time.id)
-        _backdate(checkout["id"])
+        backdate(checkout["id"])
         response = confirm(client, buyer, checkout["client_secret"], "pm_card_visa")
         assert response.status_code == 410

@@ -24,6 +24,12 @@ WEBHOOK_SECRET = "whsec_test_emulator_suite"
 
 @pytest.fixture(scope="session")
 def emulator():
+    from tests.conftest import REAL_STRIPE_KEY
+    from tests.support.stripe_target import RealStripe
+
+    if REAL_STRIPE_KEY:  # `make test-stripe` with a Stripe test key
+        yield RealStripe(REAL_STRIPE_KEY)
+        return
     emu = EmulatorProcess(
         extra_args=["--webhook-retry-delays", "0.05,0.1,0.2", "--webhook-timeout", "1"]
     )
@@ -51,3 +57,18 @@ def receiver(emu):
     emu.register_webhook(rcv.url, WEBHOOK_SECRET)
     yield rcv
     rcv.close()
+
+
+@pytest.fixture
+def plan(client):
+    """(customer, monthly price) for subscription scenarios."""
+    cus = client.v1.customers.create(params={"email": "sub@example.com"})
+    price = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 2000,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": "Pro"},
+        }
+    )
+    return cus, price

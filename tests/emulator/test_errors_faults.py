@@ -7,13 +7,17 @@ import time
 import pytest
 import stripe
 
-PI = {"amount": 1000, "currency": "usd"}
+from tests.support.emulator import CARDS_ONLY
+
+PI = {"amount": 1000, "currency": "usd", **CARDS_ONLY}
 
 
 # ---------------------------------------------------------------------------- error classes
 def test_unknown_parameter_is_invalid_request(client):
     with pytest.raises(stripe.InvalidRequestError) as err:
-        client.v1.payment_intents.create(params={**PI, "payment_method_types": ["card"]})
+        client.v1.payment_intents.create(
+            params={**CARDS_ONLY, **PI, "payment_method_types": ["card"]}
+        )
     e = err.value
     assert e.http_status == 400 and e.code == "parameter_unknown"
     assert e.param == "payment_method_types" and e.error.type == "invalid_request_error"
@@ -21,7 +25,7 @@ def test_unknown_parameter_is_invalid_request(client):
 
 def test_missing_required_parameter(client):
     with pytest.raises(stripe.InvalidRequestError) as err:
-        client.v1.payment_intents.create(params={"currency": "usd"})
+        client.v1.payment_intents.create(params={**CARDS_ONLY, "currency": "usd"})
     assert err.value.code == "parameter_missing" and err.value.param == "amount"
 
 
@@ -36,7 +40,12 @@ def test_error_body_shape(client):
 def test_card_error_402(client):
     with pytest.raises(stripe.CardError) as err:
         client.v1.payment_intents.create(
-            params={**PI, "payment_method": "pm_card_visa_chargeDeclined", "confirm": True}
+            params={
+                **CARDS_ONLY,
+                **PI,
+                "payment_method": "pm_card_visa_chargeDeclined",
+                "confirm": True,
+            }
         )
     assert err.value.http_status == 402 and err.value.code == "card_declined"
 

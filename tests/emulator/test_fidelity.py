@@ -92,6 +92,7 @@ def objects(emu, client):
             "customer": cus.id,
             "payment_method": pm.id,
             "confirm": True,
+            "return_url": "https://shop.example/done",
         }
     )
     out["payment_intent"] = _raw(pi)

@@ -7,6 +7,8 @@ import urllib.request
 import pytest
 import stripe
 
+from tests.support.emulator import CARDS_ONLY
+
 
 def _types(emu, prefix=""):
     return [e["type"] for e in emu.events() if e["type"].startswith(prefix)]
@@ -123,7 +125,13 @@ def test_payment_method_create_with_card_number(client):
     assert pm.card.last4 == "9995"
     with pytest.raises(stripe.CardError) as err:
         client.v1.payment_intents.create(
-            params={"amount": 1000, "currency": "usd", "payment_method": pm.id, "confirm": True}
+            params={
+                **CARDS_ONLY,
+                "amount": 1000,
+                "currency": "usd",
+                "payment_method": pm.id,
+                "confirm": True,
+            }
         )
     assert err.value.error.decline_code == "insufficient_funds"
 
@@ -133,6 +141,7 @@ def test_payment_intent_success_flow(emu, client):
     cus = client.v1.customers.create()
     pi = client.v1.payment_intents.create(
         params={
+            **CARDS_ONLY,
             "amount": 1999,
             "currency": "usd",
             "customer": cus.id,
@@ -146,7 +155,9 @@ def test_payment_intent_success_flow(emu, client):
         pi.id, params={"amount": 2500, "description": "two things"}
     )
     assert upd.amount == 2500
-    done = client.v1.payment_intents.confirm(pi.id, params={"payment_method": "pm_card_visa"})
+    done = client.v1.payment_intents.confirm(
+        pi.id, params={"payment_method": "pm_card_visa", "return_url": "https://shop.example/done"}
+    )
     assert done.status == "succeeded" and done.amount_received == 2500
     assert done.latest_charge.startswith("ch_") and done.last_payment_error is None
     ch = client.v1.charges.retrieve(done.latest_charge)
@@ -168,6 +179,7 @@ def test_payment_intent_success_flow(emu, client):
 def test_payment_intent_create_with_confirm_true(client):
     pi = client.v1.payment_intents.create(
         params={
+            **CARDS_ONLY,
             "amount": 1000,
             "currency": "usd",
             "payment_method": "pm_card_mastercard",
@@ -185,7 +197,7 @@ def test_payment_intent_create_with_confirm_true(client):
     ],
 )
 def test_payment_intent_declines(emu, client, magic, decline):
-    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    pi = client.v1.payment_intents.create(params={**CARDS_ONLY, "amount": 1000, "currency": "usd"})
     with pytest.raises(stripe.CardError) as err:
         client.v1.payment_intents.confirm(pi.id, params={"payment_method": magic})
     e = err.value
@@ -207,7 +219,13 @@ def test_payment_intent_declines(emu, client, magic, decline):
 )
 def test_payment_intent_3ds_authenticate_succeed(emu, client, magic):
     pi = client.v1.payment_intents.create(
-        params={"amount": 1000, "currency": "usd", "payment_method": magic, "confirm": True}
+        params={
+            **CARDS_ONLY,
+            "amount": 1000,
+            "currency": "usd",
+            "payment_method": magic,
+            "confirm": True,
+        }
     )
     assert pi.status == "requires_action"
     assert pi.next_action.type == "use_stripe_sdk"
@@ -218,7 +236,7 @@ def test_payment_intent_3ds_authenticate_succeed(emu, client, magic):
 
 
 def test_payment_intent_3ds_authenticate_fail(emu, client):
-    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    pi = client.v1.payment_intents.create(params={**CARDS_ONLY, "amount": 1000, "currency": "usd"})
     pi = client.v1.payment_intents.confirm(
         pi.id, params={"payment_method": "pm_card_threeDSecure2Required"}
     )
@@ -242,7 +260,13 @@ def test_card_number_3ds_and_decline_mapping(client):
             }
         )
         pi = client.v1.payment_intents.create(
-            params={"amount": 700, "currency": "usd", "payment_method": pm.id, "confirm": True}
+            params={
+                **CARDS_ONLY,
+                "amount": 700,
+                "currency": "usd",
+                "payment_method": pm.id,
+                "confirm": True,
+            }
         )
         assert pi.status == expected
     pm = client.v1.payment_methods.create(
@@ -253,13 +277,19 @@ def test_card_number_3ds_and_decline_mapping(client):
     )
     with pytest.raises(stripe.CardError) as err:
         client.v1.payment_intents.create(
-            params={"amount": 700, "currency": "usd", "payment_method": pm.id, "confirm": True}
+            params={
+                **CARDS_ONLY,
+                "amount": 700,
+                "currency": "usd",
+                "payment_method": pm.id,
+                "confirm": True,
+            }
         )
     assert err.value.code == "card_declined"
 
 
 def test_payment_intent_cancel(emu, client):
-    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    pi = client.v1.payment_intents.create(params={**CARDS_ONLY, "amount": 1000, "currency": "usd"})
     canceled = client.v1.payment_intents.cancel(pi.id, params={"cancellation_reason": "abandoned"})
     assert canceled.status == "canceled" and canceled.cancellation_reason == "abandoned"
     with pytest.raises(stripe.InvalidRequestError) as err:
@@ -274,7 +304,7 @@ def test_confirmation_token_confirms_payment_intent(client):
     )
     assert ct.id.startswith("ctoken_") and ct.payment_method_preview.type == "card"
     assert client.v1.confirmation_tokens.retrieve(ct.id).id == ct.id
-    pi = client.v1.payment_intents.create(params={"amount": 1200, "currency": "usd"})
+    pi = client.v1.payment_intents.create(params={**CARDS_ONLY, "amount": 1200, "currency": "usd"})
     done = client.v1.payment_intents.confirm(pi.id, params={"confirmation_token": ct.id})
     assert done.status == "succeeded"
     assert client.v1.confirmation_tokens.retrieve(ct.id).payment_intent == pi.id
@@ -283,7 +313,9 @@ def test_confirmation_token_confirms_payment_intent(client):
 # ---------------------------------------------------------------------------- setup intents
 def test_setup_intent_flow(emu, client):
     cus = client.v1.customers.create()
-    si = client.v1.setup_intents.create(params={"customer": cus.id, "metadata": {"a": "b"}})
+    si = client.v1.setup_intents.create(
+        params={**CARDS_ONLY, "customer": cus.id, "metadata": {"a": "b"}}
+    )
     assert si.status == "requires_payment_method" and si.metadata["a"] == "b"
     assert si.client_secret.startswith(si.id + "_secret_")
     done = client.v1.setup_intents.confirm(si.id, params={"payment_method": "pm_card_visa"})
@@ -300,6 +332,7 @@ def test_setup_intent_3ds_and_decline(emu, client):
     cus = client.v1.customers.create()
     si = client.v1.setup_intents.create(
         params={
+            **CARDS_ONLY,
             "customer": cus.id,
             "payment_method": "pm_card_threeDSecure2Required",
             "confirm": True,
@@ -309,14 +342,14 @@ def test_setup_intent_3ds_and_decline(emu, client):
     emu.authenticate("setup_intent", si.id, "succeed")
     assert client.v1.setup_intents.retrieve(si.id).status == "succeeded"
 
-    si2 = client.v1.setup_intents.create(params={"customer": cus.id})
+    si2 = client.v1.setup_intents.create(params={**CARDS_ONLY, "customer": cus.id})
     si2 = client.v1.setup_intents.confirm(
         si2.id, params={"payment_method": "pm_card_authenticationRequired"}
     )
     emu.authenticate("setup_intents", si2.id, "fail")
     assert client.v1.setup_intents.retrieve(si2.id).status == "requires_payment_method"
 
-    si3 = client.v1.setup_intents.create(params={"customer": cus.id})
+    si3 = client.v1.setup_intents.create(params={**CARDS_ONLY, "customer": cus.id})
     with pytest.raises(stripe.CardError):
         client.v1.setup_intents.confirm(
             si3.id, params={"payment_method": "pm_card_visa_chargeDeclined"}
@@ -328,6 +361,7 @@ def test_setup_intent_3ds_and_decline(emu, client):
 def test_refunds(emu, client):
     pi = client.v1.payment_intents.create(
         params={
+            **CARDS_ONLY,
             "amount": 5000,
             "currency": "usd",
             "payment_method": "pm_card_visa",
@@ -387,7 +421,9 @@ def test_billing_portal_session_page(emu, client):
 # ---------------------------------------------------------------------------- events
 def test_events_retrieve_and_list(client):
     cus = client.v1.customers.create()
-    client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "customer": cus.id})
+    client.v1.payment_intents.create(
+        params={**CARDS_ONLY, "amount": 1000, "currency": "usd", "customer": cus.id}
+    )
     events = client.v1.events.list()
     assert [e.type for e in events.data] == ["payment_intent.created", "customer.created"]
     ev = client.v1.events.retrieve(events.data[1].id)
@@ -419,7 +455,9 @@ def test_request_log_counts_requests(emu, client):
 
 def test_expand_in_lists_and_nested(client):
     cus = client.v1.customers.create(params={"email": "e@x.io"})
-    client.v1.payment_intents.create(params={"amount": 900, "currency": "usd", "customer": cus.id})
+    client.v1.payment_intents.create(
+        params={**CARDS_ONLY, "amount": 900, "currency": "usd", "customer": cus.id}
+    )
     listed = client.v1.payment_intents.list(params={"expand": ["data.customer"]})
     assert listed.data[0].customer.email == "e@x.io"
     with pytest.raises(stripe.InvalidRequestError):

@@ -8,21 +8,6 @@ import stripe
 DAY = 86400
 
 
-@pytest.fixture
-def plan(client):
-    """(customer, monthly price) for the tests below."""
-    cus = client.v1.customers.create(params={"email": "sub@example.com"})
-    price = client.v1.prices.create(
-        params={
-            "currency": "usd",
-            "unit_amount": 2000,
-            "recurring": {"interval": "month"},
-            "product_data": {"name": "Pro"},
-        }
-    )
-    return cus, price
-
-
 def _types(emu):
     return [e["type"] for e in emu.events()]
 
@@ -33,7 +18,10 @@ def _create_incomplete(client, cus, price, **extra):
             "customer": cus.id,
             "items": [{"price": price.id}],
             "payment_behavior": "default_incomplete",
-            "payment_settings": {"save_default_payment_method": "on_subscription"},
+            "payment_settings": {
+                "save_default_payment_method": "on_subscription",
+                "payment_method_types": ["card"],
+            },
             "expand": ["latest_invoice.confirmation_secret"],
             "metadata": {"plan": "pro"},
             **extra,
@@ -134,6 +122,7 @@ def test_trial_with_pending_setup_intent_then_trial_end(emu, client, plan):
             "items": [{"price": price.id}],
             "trial_period_days": 14,
             "payment_behavior": "default_incomplete",
+            "payment_settings": {"payment_method_types": ["card"]},
             "expand": ["pending_setup_intent"],
         }
     )

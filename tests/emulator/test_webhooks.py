@@ -8,14 +8,14 @@ import time
 import stripe
 
 from tests.emulator.conftest import WEBHOOK_SECRET
-from tests.support.emulator import WebhookReceiver
+from tests.support.emulator import CARDS_ONLY, WebhookReceiver
 
-PI = {"amount": 1000, "currency": "usd"}
+PI = {"amount": 1000, "currency": "usd", **CARDS_ONLY}
 
 
 def _pay(client):
     return client.v1.payment_intents.create(
-        params={**PI, "payment_method": "pm_card_visa", "confirm": True}
+        params={**CARDS_ONLY, **PI, "payment_method": "pm_card_visa", "confirm": True}
     )
 
 

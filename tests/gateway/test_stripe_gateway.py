@@ -18,28 +18,7 @@ from app.stripe_gateway import (
     get_gateway,
     payment_intent_id_from_client_secret,
 )
-
-
-@pytest.fixture()
-def settings(app: Flask, stripe_emulator: Any) -> Settings:
-    configured: Settings = app.config["BILLINGOS"]
-    # No library retries here, so each fault is seen as it happens.
-    return dataclasses.replace(configured, stripe_max_network_retries=0)
-
-
-@pytest.fixture()
-def gateway(settings: Settings) -> StripeGateway:
-    return StripeGateway(settings)
-
-
-def _customer(gateway: StripeGateway, organization_id: uuid.UUID) -> str:
-    return gateway.ensure_customer(
-        customer_id=uuid.uuid4(),
-        organization_id=organization_id,
-        external_id="user_1",
-        email="buyer@example.com",
-        name=None,
-    )
+from tests.gateway.conftest import new_customer
 
 
 def test_one_gateway_per_process(app: Flask, stripe_emulator: Any) -> None:
@@ -50,7 +29,7 @@ def test_one_gateway_per_process(app: Flask, stripe_emulator: Any) -> None:
 
 def test_writes_are_idempotent_and_traceable(gateway: StripeGateway, stripe_emulator: Any) -> None:
     organization_id, checkout_id = uuid.uuid4(), uuid.uuid4()
-    customer_id = _customer(gateway, organization_id)
+    customer_id = new_customer(gateway, organization_id)
     first = gateway.create_payment_intent(
         checkout_id=checkout_id,
         organization_id=organization_id,
@@ -112,7 +91,7 @@ def test_decline_is_permanent_with_its_codes(gateway: StripeGateway) -> None:
     intent = gateway.create_payment_intent(
         checkout_id=checkout_id,
         organization_id=organization_id,
-        stripe_customer_id=_customer(gateway, organization_id),
+        stripe_customer_id=new_customer(gateway, organization_id),
         amount=1000,
         currency="usd",
     )

@@ -49,6 +49,7 @@ class TestDoctor:
         result = doctor(
             STRIPE_API_BASE=stripe_emulator.url,
             STRIPE_SECRET_KEY="sk_live_billingos",
+            BILLINGOS_MODE="live",
             CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
         )
         assert result.returncode == 1

@@ -28,6 +28,12 @@ import stripe
 
 from tests.support.processes import free_port
 
+# Creation parameters of a Payment/SetupIntent that a test confirms server-side with a card:
+# Stripe refuses to confirm an intent that allows redirects unless a `return_url` comes along.
+CARDS_ONLY: dict[str, Any] = {
+    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"}
+}
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEST_API_KEY = "sk_test_emulator"
 
@@ -216,14 +222,33 @@ class EmulatorProcess:
         self._call("POST", "/_emulator/webhooks/resume", {})
 
     def register_webhook(
-        self, url: str, secret: str | None = None, enabled_events: list[str] | None = None
+        self,
+        url: str,
+        secret: str | None = None,
+        enabled_events: list[str] | None = None,
+        api_version: str | None = None,
     ) -> dict:
         body: dict[str, Any] = {"url": url}
+        if api_version:
+            body["api_version"] = api_version
         if secret:
             body["secret"] = secret
         if enabled_events:
             body["enabled_events"] = enabled_events
         return self._call("POST", "/_emulator/webhook_endpoints", body)
+
+    def roll_webhook_secret(
+        self, endpoint_id: str, secret: str | None = None, expires_in: float = 86400
+    ) -> dict:
+        """Stripe's "roll secret": the old secret keeps signing for `expires_in` seconds."""
+        body: dict[str, Any] = {"expires_in": expires_in}
+        if secret:
+            body["secret"] = secret
+        return self._call("POST", f"/_emulator/webhook_endpoints/{endpoint_id}/roll", body)
+
+    def close_dispute(self, dispute_id: str, outcome: str) -> dict:
+        """The card network decides a dispute: "won" or "lost"."""
+        return self._call("POST", f"/_emulator/disputes/{dispute_id}/close", {"outcome": outcome})
 
     def authenticate(self, kind: str, obj_id: str, outcome: str = "succeed") -> dict:
         """Finish 3-D Secure: kind is "payment_intent(s)" or "setup_intent(s)"."""

@@ -419,17 +419,3 @@ class TestFeatures:
         recompute_entitlements(db.session(), customer_id)
         db.session.commit()  # invalidates the cache after the commit
         assert client.get(check, headers=headers).get_json()["has_access"] is False
-
-    def test_usage_routes_are_404_until_metering_exists(
-        self, client: FlaskClient, session_token: str
-    ) -> None:
-        headers = react_headers(session_token)
-        tracked = client.post(
-            "/v1/features/track-usage",
-            json={"feature_key": "api_calls", "quantity": 1, "idempotency_key": "k1"},
-            headers=headers,
-        )
-        _sdk_error(tracked, 404, "usage_not_available")
-        assert tracked.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
-        metrics = client.get("/v1/features/usage-metrics?feature_key=api_calls", headers=headers)
-        _sdk_error(metrics, 404, "usage_not_available")

@@ -206,3 +206,19 @@ def start_web_server(app: Flask) -> Iterator[Callable[..., WebServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+def prepared_checkout(client: FlaskClient, shop: Shop, price: ProductPrice) -> CheckoutSession:
+    """A checkout made through the API and prepared in this process (no worker): open, with
+    its Stripe intent made in the emulator."""
+    from app.checkout.stripe_steps import prepare_checkout
+
+    created = client.post(
+        "/v1/checkout/create", json={"price_id": str(price.id)}, headers=shop.buyer.headers
+    )
+    checkout_id = uuid.UUID(created.get_json()["id"])
+    prepare_checkout(checkout_id)
+    db.session.remove()
+    checkout = db.session.get(CheckoutSession, checkout_id)
+    assert checkout is not None and checkout.status == "open"
+    return checkout

@@ -31,6 +31,12 @@ HANDLED = {
     "customer.subscription.deleted": "subscription",
     "checkout.session.completed": "checkout.session",
     "charge.refunded": "charge",
+    "payment_intent.canceled": "payment_intent",
+    "setup_intent.setup_failed": "setup_intent",
+    "charge.refund.updated": "refund",
+    "charge.dispute.created": "dispute",
+    "charge.dispute.updated": "dispute",
+    "charge.dispute.closed": "dispute",
 }
 
 
