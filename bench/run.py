@@ -37,7 +37,7 @@ from bench.figures import (
     websocket_capacity,
 )
 from bench.plots import write_plots
-from bench.procs import ROOT, ProcessRegistry, raise_nofile_limit
+from bench.procs import ROOT, Managed, ProcessRegistry, raise_nofile_limit
 from bench.results import (
     RESULTS_DIR,
     Figure,
@@ -196,16 +196,21 @@ def _start(registry: ProcessRegistry, quick: bool) -> BenchContext:
     log(f"emulator: {emulator_url or 'not available (no stripe_emulator/__main__.py)'}")
     _, web_port = stack.start_web("web", workers=2)
     log(f"web: gunicorn (gevent, 2 workers) on :{web_port}")
+    ingest_baselines: list[Managed] = []
     baseline_port: int | None
     try:
-        _, baseline_port = stack.start_web("baseline", wsgi="bench.baseline_webhook_app:app")
+        baseline_proc, baseline_port = stack.start_web(
+            "baseline", wsgi="bench.baseline_webhook_app:app"
+        )
+        ingest_baselines.append(baseline_proc)
         log(f"baseline webhook app on :{baseline_port}")
     except (RuntimeError, TimeoutError) as exc:
         log(f"baseline webhook app did not start: {exc}")
         baseline_port = None
     raw_port: int | None
     try:
-        _, raw_port = stack.start_web("raw", wsgi="bench.raw_webhook_app:app")
+        raw_proc, raw_port = stack.start_web("raw", wsgi="bench.raw_webhook_app:app")
+        ingest_baselines.append(raw_proc)
         log(f"raw-stack webhook baseline on :{raw_port}")
     except (RuntimeError, TimeoutError) as exc:
         log(f"raw-stack webhook baseline did not start: {exc}")
@@ -221,6 +226,7 @@ def _start(registry: ProcessRegistry, quick: bool) -> BenchContext:
         web_port=web_port,
         baseline_port=baseline_port,
         raw_port=raw_port,
+        ingest_baselines=ingest_baselines,
         durations=Durations.for_mode(quick),
         loadgen_processes=int(os.environ.get("BENCH_LOADGEN_PROCESSES", "2")),
         app=app,

@@ -51,6 +51,9 @@ class BenchContext:
     quick: bool
     # The raw-stack ingest baseline (bench/raw_webhook_app.py), when it started.
     raw_port: int | None = None
+    # Servers only webhook_ingest uses (the baselines): stopped after it, so their Postgres
+    # connections are free for the figures after it (the server is shared).
+    ingest_baselines: list[Managed] = field(default_factory=list)
     # BillingOS's ingest saturation (events/s) once webhook_ingest measured it this run.
     ingest_saturation: float | None = None
     plots: dict[str, Any] = field(default_factory=dict)  # data for bench.plots

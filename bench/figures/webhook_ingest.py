@@ -127,6 +127,8 @@ def measure(ctx: BenchContext) -> list[Figure]:
     finally:
         ctx.purge_queues("celery", BASELINE_QUEUE, RAW_QUEUE)
         _empty_inbox(ctx)
+        for server in ctx.ingest_baselines:
+            server.stop()
 
 
 def _measure(ctx: BenchContext) -> list[Figure]:
