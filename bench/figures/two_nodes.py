@@ -19,7 +19,7 @@ GOAL = "p99 ≤ 100 ms"
 
 
 def measure(ctx: BenchContext) -> list[Figure]:
-    samples = min(100, max(10, ctx.durations.samples // 20))
+    samples = min(40, max(10, ctx.durations.samples // 20))
     try:
         ctx.start_workers()
         progress(f"two nodes: {samples} checkouts on one node (baseline)")
