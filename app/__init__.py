@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         pool_size=settings.db_pool_size,
         lock_timeout_ms=settings.db_lock_timeout_ms,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        server_prepare=settings.db_server_prepare,
     )
     init_redis(app, settings.redis_url)
     init_rate_limits(app, settings)
@@ -61,6 +62,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     _register_blueprints(app)
     register_demo(app)
     init_versions(app)
+    # Well-signed Stripe deliveries are answered below Flask (the same service, metrics,
+    # request id and headers; everything else reaches the route).
+    from app.webhooks.ingest import install_ingest
+
+    install_ingest(app, MAX_BODY_BYTES)
 
     from app.cli import billingos_cli
 

@@ -14,6 +14,7 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 from flask import Flask
 
+from app import jobs
 from app.config import Settings
 from app.db import db
 
@@ -32,6 +33,8 @@ def init_celery(app: Flask, settings: Settings) -> Celery:
     celery.conf.broker_url = settings.broker_url
     celery.set_default()
     app.extensions["celery"] = celery
+    same_redis = settings.broker_url == settings.redis_url
+    jobs.init_publisher(app, settings.broker_url, app.extensions["redis"] if same_redis else None)
     return celery
 
 

@@ -24,6 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 
+from app.redis_client import one_round_trip
+
 log = logging.getLogger(__name__)
 
 _HOOKS_KEY = "billingos.after_commit"
@@ -53,6 +55,9 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._options = ""
+        # Whether statements may be PREPAREd on the server (not behind a transaction pooler).
+        self.server_prepare = True
+        self._autocommit: Engine | None = None
         self.session_factory = sessionmaker(expire_on_commit=False)
         # Greenlet-local under gevent (threading.local is patched), thread-local otherwise.
         self.session = scoped_session(self.session_factory)
@@ -66,7 +71,9 @@ class Database:
         pool_size: int = 10,
         lock_timeout_ms: int = 5000,
         statement_timeout_ms: int = 30000,
+        server_prepare: bool = True,
     ) -> None:
+        self.server_prepare = server_prepare
         options = connection_options(
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms
         )
@@ -78,6 +85,9 @@ class Database:
             return
         if self.engine is not None:
             self.engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()
+            self._autocommit = None
         self.engine = create_engine(
             url,
             pool_size=pool_size,
@@ -96,6 +106,35 @@ class Database:
         """Drop pooled connections, e.g. in a forked child that must not share them."""
         if self.engine is not None:
             self.engine.dispose(close=False)
+        if self._autocommit is not None:
+            self._autocommit.dispose(close=False)
+
+    def autocommit_engine(self) -> Engine:
+        """For a request path whose whole transaction is one statement (webhook ingest).
+
+        Autocommit: the statement is its own transaction, one round trip instead of three
+        (BEGIN + statement, COMMIT, and the pool's pre-ping). Without the pre-ping a pooled
+        connection Postgres dropped fails the one request that finds it (the pool then
+        replaces every connection); such a caller must answer a retryable error (the webhook
+        endpoint answers 503, which Stripe retries). Created on first use, so processes that
+        never take this path hold no extra connections.
+        """
+        if self._autocommit is None:
+            assert self.engine is not None, "db.configure() first"
+            self._autocommit = create_engine(
+                self.engine.url,
+                # A fixed pool: each request holds a connection for one statement, and under
+                # load overflow connections were opened and closed per request (a connect and
+                # a disconnect cost more than the insert).
+                pool_size=self.engine.pool.size(),  # type: ignore[attr-defined]
+                max_overflow=0,
+                pool_timeout=5,
+                pool_recycle=1800,
+                isolation_level="AUTOCOMMIT",
+                hide_parameters=True,
+                connect_args={"options": self._options},
+            )
+        return self._autocommit
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -129,14 +168,19 @@ def _run_after_commit_hooks(session: Session) -> None:
     if session.get_nested_transaction() is not None:
         return
     hooks = session.info.pop(_HOOKS_KEY, [])
-    for _transaction, hook in hooks:
-        try:
-            hook()
-        except Exception:
-            # The data is committed; a failed enqueue or publish is recovered by the sweepers
-            # (re-enqueue of unprocessed events, reconciliation of stuck checkouts), so it must
-            # not turn a committed success into an error for the caller.
-            log.exception("after-commit callback failed")
+    if not hooks:
+        return
+    # The hooks' Redis writes (messages, cache invalidations) leave in one round trip.
+    with one_round_trip():
+        for _transaction, hook in hooks:
+            try:
+                hook()
+            except Exception:
+                # The data is committed; a failed enqueue or publish is recovered by the
+                # sweepers (re-enqueue of unprocessed events, reconciliation of stuck
+                # checkouts), so it must not turn a committed success into an error for the
+                # caller.
+                log.exception("after-commit callback failed")
 
 
 def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:

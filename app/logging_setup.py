@@ -270,13 +270,21 @@ def _celery_setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
     configure_logging(logging.getLevelName(loglevel) if isinstance(loglevel, int) else "INFO")
 
 
+def context_headers() -> dict[str, str]:
+    """The ids of the request (or task) that enqueues, as task message headers."""
+    return {
+        HEADER_PREFIX + name: value
+        for name, value in current_context().items()
+        if name in PROPAGATED_FIELDS
+    }
+
+
 def _add_context_headers(headers: dict[str, Any] | None = None, **_: Any) -> None:
     """`before_task_publish`: the ids of the request (or task) that enqueues, in the message."""
     if headers is None:
         return
-    for name, value in current_context().items():
-        if name in PROPAGATED_FIELDS:
-            headers.setdefault(HEADER_PREFIX + name, value)
+    for name, value in context_headers().items():
+        headers.setdefault(name, value)
 
 
 @cache

@@ -59,6 +59,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from app.checkout.schemas import CheckoutOut, checkout_out
 from app.db import db, on_commit
+from app.redis_client import defer
 from app.subscriptions.schemas import subscription_out
 from models import CheckoutSession, Subscription
 
@@ -143,6 +144,13 @@ class RealtimePublisher:
         batch = list(messages)
         if not batch:
             return 0
+
+        def publish_all(pipe: redis.client.Pipeline) -> None:
+            for channel, message in batch:
+                pipe.publish(channel, message)
+
+        if defer(self.client, publish_all):
+            return len(batch)
         try:
             pipe = self.client.pipeline(transaction=False)
             for channel, message in batch:

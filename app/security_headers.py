@@ -25,6 +25,18 @@ def allow_framing(response: Response, *origins: str) -> Response:
     return response
 
 
+def default_headers(secure: bool) -> list[tuple[str, str]]:
+    """The headers `register_security_headers` gives a response that sets none of its own,
+    for a response built below Flask (app/webhooks/ingest.py)."""
+    headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        (_CSP, _NO_FRAMING),
+        ("X-Frame-Options", "DENY"),
+    ]
+    return [*headers, ("Strict-Transport-Security", HSTS)] if secure else headers
+
+
 def register_security_headers(app: Flask) -> None:
     @app.after_request
     def _secure(response: Response) -> Response:

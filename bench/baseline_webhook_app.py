@@ -35,7 +35,7 @@ from app.config import Settings
 BASELINE_QUEUE = "bench_baseline"
 
 settings = Settings.from_env()
-engine = create_engine(settings.database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+engine = create_engine(settings.database_url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 celery = Celery("bench_baseline", broker=settings.broker_url)
 celery.config_from_object("celeryconfig")
 celery.conf.broker_url = settings.broker_url

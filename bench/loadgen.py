@@ -83,15 +83,21 @@ def _webhook_requests(req: dict[str, Any], host: str, child: int, children: int)
     prefix = req.get("id_prefix") or uuid.uuid4().hex[:10]
     objects: list[dict[str, Any]] = req.get("objects") or []
     mine = objects[child::children] if objects else []
-    template = req.get("object") or {"id": "pi_unknown", "object": "payment_intent"}
+    # (event type, object) pairs taken in turn; each event gets its own object id.
+    templates: list[tuple[str, dict[str, Any]]] = [
+        (event_type, obj) for event_type, obj in req.get("templates") or []
+    ] or [
+        (req["event_type"], req.get("object") or {"id": "pi_unknown", "object": "payment_intent"})
+    ]
     for seq in itertools.count():
+        event_type, template = templates[seq % len(templates)]
         if mine:
             if seq >= len(mine):
                 return
             obj = mine[seq]
         else:
             obj = {**template, "id": f"{template['id']}_{child}_{seq}"}
-        event = envelope(req["event_type"], obj, event_id=f"evt_{prefix}_{child}_{seq}")
+        event = envelope(event_type, obj, event_id=f"evt_{prefix}_{child}_{seq}")
         payload = json.dumps(event, separators=(",", ":"))
         headers = {
             "Content-Type": "application/json",

@@ -18,6 +18,8 @@ TITLES = {
     "webhook_to_client": "Webhook → websocket `succeeded`",
     "checkout_create": "Checkout create at 200 req/s (Stripe excluded)",
     "entitlements": "Entitlement reads at ½ saturation",
+    "sustained_backlog": "Sustained load (80% of ingest saturation, workers consuming): backlog",
+    "two_nodes": "Webhook to node B → websocket on node A",
 }
 
 
@@ -69,9 +71,28 @@ def throughput_vs_offered(
     ax.set_xlabel("offered load (events/s)")
     ax.set_ylabel("served (events/s)")
     ax.set_title("Webhook ingest: throughput vs. offered load")
+    return _save(fig, ax, directory / f"{name}.png")
+
+
+def over_time(
+    name: str, series: dict[str, list[tuple[float, float]]], directory: Path
+) -> Path | None:
+    series = {label: points for label, points in series.items() if points}
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, points in series.items():
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, label=label)
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("events")
+    ax.set_title(TITLES.get(name, name))
+    return _save(fig, ax, directory / f"{name}.png")
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
-    path = directory / f"{name}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -82,7 +103,9 @@ def write_plots(data: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, series in data.items():
-        if name.endswith("_sweep"):
+        if name.endswith("_backlog"):
+            path = over_time(name, series, directory)
+        elif name.endswith("_sweep"):
             path = throughput_vs_offered(name, series, directory)
         else:
             path = latency_cdf(name, series, directory)

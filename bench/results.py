@@ -37,6 +37,9 @@ class Figure:
     details: dict[str, Any] = field(default_factory=dict)
     # Cores the load generator itself used while this figure was measured (1.0 = one core).
     loadgen_cpu: float | None = None
+    # A second same-run reference shown beside the baseline (no ratio, no verdict of its own).
+    second_baseline: float | None = None
+    second_baseline_label: str = ""
 
     @property
     def available(self) -> bool:
@@ -135,6 +138,8 @@ def markdown_table(figures: Iterable[Figure]) -> str:
             if f.baseline is not None
             else f.baseline_label
         )
+        if f.second_baseline is not None:
+            baseline += f"; {_fmt(f.second_baseline, f.unit)} ({f.second_baseline_label})"
         ratio_text = f"{f.ratio:.2f}×" if f.ratio is not None else "—"
         cpu = f"{f.loadgen_cpu:.2f} cores" if f.loadgen_cpu is not None else "—"
         lines.append(

@@ -27,14 +27,17 @@ from bench.figures import (
     emulator,
     entitlements,
     event_processing,
+    pgbouncer,
     status_latency,
+    sustained_load,
+    two_nodes,
     usage,
     webhook_ingest,
     webhook_to_client,
     websocket_capacity,
 )
 from bench.plots import write_plots
-from bench.procs import ROOT, ProcessRegistry, raise_nofile_limit
+from bench.procs import ROOT, Managed, ProcessRegistry, raise_nofile_limit
 from bench.results import (
     RESULTS_DIR,
     Figure,
@@ -75,6 +78,13 @@ FIGURES: list[
         event_processing.measure,
         [(*event_processing.KEY, event_processing.GOAL)],
     ),
+    (
+        "sustained_load",
+        sustained_load.measure,
+        [(*k, g) for k, g in sustained_load.KEYS],
+    ),
+    ("pgbouncer", pgbouncer.measure, [(*pgbouncer.KEY, pgbouncer.GOAL)]),
+    ("two_nodes", two_nodes.measure, [(*two_nodes.KEY, two_nodes.GOAL)]),
     (
         "status_latency",
         status_latency.measure,
@@ -186,13 +196,25 @@ def _start(registry: ProcessRegistry, quick: bool) -> BenchContext:
     log(f"emulator: {emulator_url or 'not available (no stripe_emulator/__main__.py)'}")
     _, web_port = stack.start_web("web", workers=2)
     log(f"web: gunicorn (gevent, 2 workers) on :{web_port}")
+    ingest_baselines: list[Managed] = []
     baseline_port: int | None
     try:
-        _, baseline_port = stack.start_web("baseline", wsgi="bench.baseline_webhook_app:app")
+        baseline_proc, baseline_port = stack.start_web(
+            "baseline", wsgi="bench.baseline_webhook_app:app"
+        )
+        ingest_baselines.append(baseline_proc)
         log(f"baseline webhook app on :{baseline_port}")
     except (RuntimeError, TimeoutError) as exc:
         log(f"baseline webhook app did not start: {exc}")
         baseline_port = None
+    raw_port: int | None
+    try:
+        raw_proc, raw_port = stack.start_web("raw", wsgi="bench.raw_webhook_app:app")
+        ingest_baselines.append(raw_proc)
+        log(f"raw-stack webhook baseline on :{raw_port}")
+    except (RuntimeError, TimeoutError) as exc:
+        log(f"raw-stack webhook baseline did not start: {exc}")
+        raw_port = None
     seed = stack.seed(f"http://127.0.0.1:{web_port}", buyers=20)
     log(f"seeded organization {seed.organization_id}: 2 products, {len(seed.buyers)} buyers")
     # The harness commits checkout changes itself (status latency, broadcast): the same code
@@ -203,6 +225,8 @@ def _start(registry: ProcessRegistry, quick: bool) -> BenchContext:
         seed=seed,
         web_port=web_port,
         baseline_port=baseline_port,
+        raw_port=raw_port,
+        ingest_baselines=ingest_baselines,
         durations=Durations.for_mode(quick),
         loadgen_processes=int(os.environ.get("BENCH_LOADGEN_PROCESSES", "2")),
         app=app,

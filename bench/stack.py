@@ -133,6 +133,9 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             # Access logs are off for the stack and the baseline alike (same config for both).
             "ACCESS_LOG": "0",
+            # The Postgres server is shared (100 connections): every bench process, baselines
+            # alike, pools 5 (+5 overflow) per process.
+            "DB_POOL_SIZE": "5",
             "FLASK_APP": "app:create_app",
         }
         if self.emulator_url:

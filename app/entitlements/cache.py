@@ -32,9 +32,12 @@ is never used to order anything outside the cache: real-time messages carry
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+
+from app.redis_client import defer
 
 # Backstop lifetime of a cached body (seconds); correctness comes from the generation. Short,
 # because it is also how long a lost invalidation can serve a revoked entitlement.
@@ -112,7 +115,20 @@ class EntitlementCache:
     def invalidate(self, customer_id: uuid.UUID) -> int:
         """Void every outstanding ticket and drop the bodies; returns the new generation."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.incr(generation_key(customer_id))
-        pipe.delete(*(body_key(customer_id, kind) for kind in _BODY_KEYS))
+        self._invalidation(customer_id)(pipe)
         generation, _deleted = pipe.execute()
         return int(generation)
+
+    def invalidate_after_commit(self, customer_id: uuid.UUID) -> None:
+        """`invalidate`, in the after-commit round trip when there is one (app.redis_client)."""
+        if not defer(self.client, self._invalidation(customer_id)):
+            self.invalidate(customer_id)
+
+    @staticmethod
+    def _invalidation(customer_id: uuid.UUID) -> Callable[[redis.client.Pipeline], None]:
+        def commands(pipe: redis.client.Pipeline) -> None:
+            # In one MULTI: a reader never sees the new generation beside the old body.
+            pipe.incr(generation_key(customer_id))
+            pipe.delete(*(body_key(customer_id, kind) for kind in _BODY_KEYS))
+
+        return commands

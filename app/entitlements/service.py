@@ -148,7 +148,9 @@ ORDER BY e.feature_key, e.product_id, e.source
 # Server-side prepared statements, created once per database connection: planning the diff
 # costs Postgres about a millisecond of CPU, several times its execution. They live as long as
 # the connection (a rollback does not drop them); the pool clears a connection's `info` when it
-# replaces the connection, so a new one is prepared again.
+# replaces the connection, so a new one is prepared again. Behind a pooler in transaction mode
+# (pgbouncer) a connection is not a server session, so `db.server_prepare` is off there and the
+# same statements are sent as plain SQL (planned each time).
 _PREPARED_KEY = "billingos.entitlements.prepared"
 _PREPARE = (
     f"PREPARE billingos_sync_grants(uuid, timestamptz) AS {_SYNC_GRANTS};"
@@ -159,20 +161,30 @@ _PREPARE = (
 # Lock key: two transactions recomputing the same customer would both insert the same grant
 # and one would die on the unique constraint; an advisory lock serializes them without locking
 # the customer row that checkout tasks update.
-_LOCK_AND_SYNC = (
-    "SELECT pg_advisory_xact_lock(%(namespace)s, %(key)s);"
-    " EXECUTE billingos_sync_grants(%(customer_id)s, %(now)s)"
+_LOCK = "SELECT pg_advisory_xact_lock(%(namespace)s, %(key)s);"
+
+
+def _plain(statement: str) -> str:
+    return statement.replace("$1", "%(customer_id)s::uuid").replace("$2", "%(now)s::timestamptz")
+
+
+_PREPARED = (
+    f"{_LOCK} EXECUTE billingos_sync_grants(%(customer_id)s, %(now)s)",
+    "EXECUTE billingos_bump_and_list(%(customer_id)s, %(now)s)",
 )
-_BUMP_AND_LIST_EXECUTE = "EXECUTE billingos_bump_and_list(%(customer_id)s, %(now)s)"
+_PLAIN = (f"{_LOCK} {_plain(_SYNC_GRANTS)}", _plain(_BUMP_AND_LIST))
 
 
-def _connection(session: Session) -> Connection:
+def _connection(session: Session) -> tuple[Connection, tuple[str, str]]:
+    """The session's connection and the (lock and sync, bump and list) statements for it."""
     connection = session.connection()
+    if not db.server_prepare:
+        return connection, _PLAIN
     info = connection.connection.info
     if not info.get(_PREPARED_KEY):
         connection.exec_driver_sql(_PREPARE)
         info[_PREPARED_KEY] = True
-    return connection
+    return connection, _PREPARED
 
 
 def recompute_entitlements(session: Session, customer_id: uuid.UUID) -> bool:
@@ -188,7 +200,7 @@ def recompute_entitlements(session: Session, customer_id: uuid.UUID) -> bool:
     # The statements below are plain SQL, which does not autoflush: the caller's pending
     # changes (the payment that just succeeded) must be in the database first.
     session.flush()
-    connection = _connection(session)
+    connection, (lock_and_sync, bump_and_list) = _connection(session)
     now = utcnow()
     params = {
         "namespace": _LOCK_NAMESPACE,
@@ -196,10 +208,10 @@ def recompute_entitlements(session: Session, customer_id: uuid.UUID) -> bool:
         "customer_id": str(customer_id),
         "now": now,
     }
-    if not connection.exec_driver_sql(_LOCK_AND_SYNC, params).scalar_one():
+    if not connection.exec_driver_sql(lock_and_sync, params).scalar_one():
         return False
     _forget_loaded_entitlements(session, customer_id)
-    rows = connection.exec_driver_sql(_BUMP_AND_LIST_EXECUTE, params).all()
+    rows = connection.exec_driver_sql(bump_and_list, params).all()
     version: int = rows[0].entitlements_version
     _sync_loaded_customer(session, customer_id, version, now)
     entitlements = [
@@ -347,7 +359,7 @@ def announce_entitlements_change(
     its TTL (`CACHE_TTL_SECONDS`), and the streams still get the new list.
     """
     try:
-        entitlement_cache().invalidate(customer_id)
+        entitlement_cache().invalidate_after_commit(customer_id)
     except redis.RedisError as exc:
         log.warning(
             "entitlement cache not invalidated (%s); stale for at most %d s",

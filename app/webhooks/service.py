@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import cast as cast_type
 
-import stripe
+import redis
 from sqlalchemy import Connection, Table, bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from app import jobs
 from app.db import db
 from app.errors import ApiError, NotFound, ServiceUnavailable
 from app.logging_setup import redact
+from app.webhooks import signature
 from models import StripeEvent
 from models.base import utcnow
 from models.stripe_event import FAILED, IGNORED, PENDING, PROCESSED
@@ -123,18 +124,17 @@ def verify_event(
 ) -> dict[str, Any]:
     """The event in `payload`, once its `Stripe-Signature` proves Stripe sent it recently.
 
-    The body is decoded as UTF-8 here, explicitly: Stripe signs the text of the body, and how
-    a stripe-python version treats bytes has changed before. Stripe's own verifier then checks
-    the text (several `v1=` signatures allowed, 300 s tolerance) against each of `secrets` in
-    turn — one match is enough, so a secret can be rotated without dropping events. The body
-    is parsed only after it is authenticated.
-    https://docs.stripe.com/webhooks#verify-official-libraries
+    The body must be UTF-8 (Stripe signs the text of the body); the HMAC-SHA256 of its raw
+    bytes is checked against each of `secrets` in turn — one match is enough, so a secret can
+    be rotated without dropping events; several `v1=` signatures allowed, 300 s tolerance. The
+    body is parsed only after it is authenticated.
+    https://docs.stripe.com/webhooks#verify-manually
     """
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidPayload("The body is not UTF-8.") from None
-    if not any(_signed_with(text, signature_header, secret) for secret in secrets):
+    if not signature.is_signed(payload, signature_header, secrets, SIGNATURE_TOLERANCE_SECONDS):
         raise InvalidSignature("The Stripe-Signature header does not match the body.")
     try:
         event = json.loads(text)
@@ -143,16 +143,6 @@ def verify_event(
     if not _is_event_envelope(event):
         raise InvalidPayload("The body is not a Stripe event.")
     return event
-
-
-def _signed_with(text: str, signature_header: str | None, secret: str) -> bool:
-    try:
-        stripe.WebhookSignature.verify_header(
-            text, signature_header, secret, SIGNATURE_TOLERANCE_SECONDS
-        )
-    except stripe.SignatureVerificationError:
-        return False
-    return True
 
 
 def _is_event_envelope(event: Any) -> bool:
@@ -216,14 +206,14 @@ def is_handled(event: dict[str, Any]) -> bool:
     return event["type"] in HANDLED_EVENT_TYPES
 
 
-def enqueue_processing(stripe_event_id: str) -> None:
+def enqueue_processing(stripe_event_id: str, client: redis.Redis | None = None) -> None:
     """Send `stripe.process_event` for a stored event; call only after the insert committed.
 
     If the broker is unreachable the event stays `pending` in the inbox and the sweeper
     (`maintenance.requeue_unprocessed_events`) sends it later, so Stripe still gets its 200.
     """
     try:
-        jobs.send(jobs.STRIPE_PROCESS_EVENT, stripe_event_id)
+        jobs.publish(jobs.STRIPE_PROCESS_EVENT, stripe_event_id, client=client)
     except Exception:
         log.warning("could not enqueue %s; the sweeper will", stripe_event_id, exc_info=True)
 
@@ -264,6 +254,26 @@ def _lock_event(session: Session, stripe_event_id: str) -> StripeEvent | None:
     return session.execute(_LOCK_EVENT, {"stripe_event_id": stripe_event_id}).scalar_one_or_none()
 
 
+# The processing path reads and marks the inbox row with Core statements, built once: no ORM
+# object, identity-map entry or unit-of-work flush per event.
+_LOCK_EVENT_ROW = (
+    select(_INBOX.c.id, _INBOX.c.type, _INBOX.c.status, _INBOX.c.payload)
+    .where(_INBOX.c.stripe_event_id == bindparam("stripe_event_id"))
+    .with_for_update()
+)
+_MARK_EVENT = (
+    update(_INBOX)
+    .where(_INBOX.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        attempts=_INBOX.c.attempts + bindparam("attempted"),
+        processed_at=bindparam("processed_at"),
+        last_error=bindparam("note"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def process_stored_event(stripe_event_id: str) -> ProcessingResult:
     """Apply one stored event exactly once.
 
@@ -291,24 +301,42 @@ def process_stored_event(stripe_event_id: str) -> ProcessingResult:
 def _process_once(session: Session, stripe_event_id: str) -> ProcessingResult:
     from app.webhooks.handlers import HANDLERS, at_our_version
 
-    row = _lock_event(session, stripe_event_id)
+    row = session.execute(_LOCK_EVENT_ROW, {"stripe_event_id": stripe_event_id}).first()
     if row is None:
         return ProcessingResult("missing")
     if row.status in (PROCESSED, IGNORED):
         return ProcessingResult("already_done")
+    now = utcnow()
     handler = HANDLERS.get(row.type)
     if handler is None:
-        row.status = IGNORED
+        session.execute(
+            _MARK_EVENT,
+            {
+                "row_id": row.id,
+                "status": IGNORED,
+                "attempted": 0,
+                "processed_at": None,
+                "note": None,
+                "now": now,
+            },
+        )
         return ProcessingResult("ignored")
     event = at_our_version(session, row.payload)
     note = handler(session, event)
-    row.status = PROCESSED
-    row.attempts += 1
-    row.processed_at = utcnow()
     # An event about an object that is not ours is done, not failed: the note (kept in
     # `last_error`, the inbox's one free-text column) tells an operator why it changed
-    # nothing.
-    row.last_error = note
+    # nothing. The handler's ORM changes flush before this statement (autoflush).
+    session.execute(
+        _MARK_EVENT,
+        {
+            "row_id": row.id,
+            "status": PROCESSED,
+            "attempted": 1,
+            "processed_at": utcnow(),
+            "note": note,
+            "now": now,
+        },
+    )
     if note:
         log.info("stripe event %s (%s): %s", stripe_event_id, row.type, note)
     other_version = row.payload.get("api_version") if event is not row.payload else None

@@ -49,6 +49,13 @@ class BenchContext:
     loadgen_processes: int
     app: Flask
     quick: bool
+    # The raw-stack ingest baseline (bench/raw_webhook_app.py), when it started.
+    raw_port: int | None = None
+    # Servers only webhook_ingest uses (the baselines): stopped after it, so their Postgres
+    # connections are free for the figures after it (the server is shared).
+    ingest_baselines: list[Managed] = field(default_factory=list)
+    # BillingOS's ingest saturation (events/s) once webhook_ingest measured it this run.
+    ingest_saturation: float | None = None
     plots: dict[str, Any] = field(default_factory=dict)  # data for bench.plots
     workers: list[Managed] = field(default_factory=list)
 
@@ -57,9 +64,11 @@ class BenchContext:
         return f"http://127.0.0.1:{self.web_port}"
 
     # ------------------------------------------------------------------ workers
-    def start_workers(self) -> None:
+    def start_workers(self, extra_env: dict[str, str] | None = None) -> None:
         if not self.workers:
-            self.workers.append(self.stack.start_worker("worker", concurrency=2))
+            self.workers.append(
+                self.stack.start_worker("worker", concurrency=2, extra_env=extra_env)
+            )
 
     def stop_workers(self) -> None:
         for worker in self.workers:

@@ -26,7 +26,7 @@ from bench.noop_worker import NOOP_QUEUE, NOOP_TASK
 from bench.results import Figure, not_available
 
 KEY = ("event_processing", "event processing (2 worker processes)", "events/s")
-GOAL = "≥ 300 events/s"
+GOAL = "≥ 70% of the no-op task"
 
 
 def completion_rate(samples: list[tuple[float, int]], total: int) -> float:
@@ -73,8 +73,14 @@ def measure(ctx: BenchContext) -> list[Figure]:
         ctx.purge_queues("celery", NOOP_QUEUE)
 
 
-def _measure(ctx: BenchContext) -> Figure:
-    total = ctx.durations.samples
+def processing_rate(
+    ctx: BenchContext, total: int, worker_env: dict[str, str] | None = None
+) -> tuple[float, int, list[str]]:
+    """(events/s between 10% and 90%, effects committed, checkout ids) for `total` purchases.
+
+    Their events are ingested with no worker running, then 2 worker processes (with
+    `worker_env`) start and drain them; the workers are stopped again before returning.
+    """
     ctx.stop_workers()
     progress(
         f"event processing: {total} open checkouts (one customer each) with succeeded"
@@ -101,16 +107,22 @@ def _measure(ctx: BenchContext) -> Figure:
 
     with _SucceededCounter(ctx) as succeeded:
         progress("event processing: starting 2 worker processes")
-        ctx.start_workers()
+        ctx.start_workers(worker_env)
         first = sample_progress(succeeded, 1, timeout=30)
         if not first or first[-1][1] == 0:
             raise FeatureMissing("no checkout reached `succeeded` within 30 s of its event")
         samples = first + sample_progress(succeeded, total, timeout=max(60.0, total / 50))
     # The exact count, by the checkouts' own ids (the samples count the organization's).
     done = ctx.checkout_statuses(ids).get("succeeded", 0)
-    stack_rate = completion_rate(samples, total) if done >= total else 0.0
-    progress(f"  {done}/{total} effects committed, {stack_rate:,.0f} events/s")
+    rate = completion_rate(samples, total) if done >= total else 0.0
+    progress(f"  {done}/{total} effects committed, {rate:,.0f} events/s")
     ctx.stop_workers()
+    return rate, done, ids
+
+
+def _measure(ctx: BenchContext) -> Figure:
+    total = ctx.durations.samples
+    stack_rate, done, ids = processing_rate(ctx, total)
 
     progress(f"event processing baseline: {total} no-op tasks, 2 worker processes")
     baseline_rate = _noop_rate(ctx, total)
@@ -127,7 +139,7 @@ def _measure(ctx: BenchContext) -> Figure:
             "statuses": ctx.checkout_statuses(ids),
         },
     )
-    figure.passed = done == total and stack_rate >= 300
+    figure.passed = done == total and (figure.ratio or 0) >= 0.7
     return figure
 
 

@@ -1,9 +1,18 @@
-"""Webhook ingest: throughput at saturation and p50/p99 at half of it, against the baseline.
+"""Webhook ingest: throughput at saturation and p50/p99 at half of it, against the raw stack.
 
-The stack's `POST /stripe/webhooks` and the baseline (`bench/baseline_webhook_app.py`: verify +
-one insert + one enqueue) run on the same gunicorn config with no Celery worker consuming, so
-both figures are the web tier's own limit. Events are `payment_intent.succeeded` for intents
-BillingOS does not know — a type it handles, so it stores and enqueues each one. A sweep of
+The stack's `POST /stripe/webhooks` and two baselines run on the same gunicorn config with no
+Celery worker consuming, so every figure is the web tier's own limit:
+
+- the baseline the goals are judged against is the raw stack (`bench/raw_webhook_app.py`):
+  HMAC with `hmac`/`hashlib`, `json.loads`, one `INSERT … ON CONFLICT DO NOTHING`, one Redis
+  `LPUSH` of the event id — the work no implementation can skip;
+- the second column is the earlier baseline (`bench/baseline_webhook_app.py`: Flask,
+  `stripe.Webhook.construct_event`, the insert, Celery's `send_task`).
+
+Events are real shapes and sizes: Stripe's own example invoice, charge and Checkout Session
+(tests/fixtures/stripe/fixtures3.json, 3.3–4.0 KB signed) as `invoice.paid`, `charge.refunded`
+and `checkout.session.completed` — types BillingOS handles, so it stores and enqueues each one.
+Latency is taken at ½ of each server's own saturation, measured in the same run. A sweep of
 offered rates gives the throughput-vs-offered-load curve.
 """
 
@@ -16,33 +25,46 @@ from typing import Any
 from bench.baseline_webhook_app import BASELINE_QUEUE
 from bench.figures import BenchContext, FeatureMissing, progress
 from bench.loadgen import LoadResult
+from bench.raw_webhook_app import RAW_QUEUE
 from bench.results import Figure, not_available
 from bench.stack import http
 from bench.stats import summarize_latencies
+from tests.support.stripe_fixtures import stripe_fixture_resources
 from tests.support.stripe_webhooks import envelope, signature_header
 
 THROUGHPUT = ("webhook_ingest_throughput", "webhook ingest throughput", "events/s")
-THROUGHPUT_GOAL = "≥ 90% of baseline and ≥ 900 events/s"
-LATENCY = ("webhook_ingest_latency_p99", "webhook ingest latency p99 (at ½ saturation)", "ms")
+THROUGHPUT_GOAL = "≥ 90% of the raw stack"
+LATENCY = (
+    "webhook_ingest_latency_p99",
+    "webhook ingest latency p99 (each at ½ its own saturation)",
+    "ms",
+)
 LATENCY_GOAL = "p99 ≤ 20 ms"
 CONNECTIONS = 64
 SWEEP = (0.25, 0.5, 0.75, 1.0, 1.25)
+
+
+# Stripe's example objects as the events BillingOS receives most (each 3.3–4.0 KB signed).
+EVENT_TEMPLATES = (
+    ("invoice.paid", "invoice"),
+    ("charge.refunded", "charge"),
+    ("checkout.session.completed", "checkout.session"),
+)
+RAW_LABEL = "raw stack: hmac + json.loads + insert + LPUSH"
+LIBRARY_LABEL = "Flask + stripe lib + insert + send_task"
+
+
+def event_templates() -> list[tuple[str, dict[str, Any]]]:
+    resources = stripe_fixture_resources()
+    return [(event_type, resources[name]) for event_type, name in EVENT_TEMPLATES]
 
 
 def _request(ctx: BenchContext) -> dict[str, Any]:
     return {
         "kind": "stripe_webhook",
         "secret": ctx.stack.webhook_secret,
-        "event_type": "payment_intent.succeeded",
         "id_prefix": uuid.uuid4().hex[:10],
-        "object": {
-            "id": "pi_bench_unknown",
-            "object": "payment_intent",
-            "amount": 2900,
-            "currency": "usd",
-            "status": "succeeded",
-            "metadata": {},
-        },
+        "templates": event_templates(),
     }
 
 
@@ -92,8 +114,8 @@ def _open(ctx: BenchContext, port: int, rate: float, duration: float) -> LoadRes
 def measure(ctx: BenchContext) -> list[Figure]:
     try:
         check_available(ctx)
-        if ctx.baseline_port is None:
-            raise FeatureMissing("the baseline webhook app did not start")
+        if ctx.raw_port is None:
+            raise FeatureMissing("the raw-stack webhook baseline did not start")
     except FeatureMissing as exc:
         return [
             not_available(*THROUGHPUT, THROUGHPUT_GOAL, str(exc)),
@@ -103,58 +125,65 @@ def measure(ctx: BenchContext) -> list[Figure]:
     try:
         return _measure(ctx)
     finally:
-        ctx.purge_queues("celery", BASELINE_QUEUE)
+        ctx.purge_queues("celery", BASELINE_QUEUE, RAW_QUEUE)
         _empty_inbox(ctx)
+        for server in ctx.ingest_baselines:
+            server.stop()
 
 
 def _measure(ctx: BenchContext) -> list[Figure]:
-    assert ctx.baseline_port is not None
-    progress("webhook ingest: baseline at saturation")
-    base_sat = _saturate(ctx, ctx.baseline_port)
-    progress(f"  baseline {base_sat.throughput:,.0f} events/s, errors {base_sat.errors}")
+    assert ctx.raw_port is not None
+    progress("webhook ingest: raw stack at saturation")
+    raw_sat = _saturate(ctx, ctx.raw_port)
+    progress(f"  raw stack {raw_sat.throughput:,.0f} events/s, errors {raw_sat.errors}")
+    library_sat = None
+    if ctx.baseline_port is not None:
+        progress("webhook ingest: library baseline at saturation")
+        library_sat = _saturate(ctx, ctx.baseline_port)
+        progress(f"  library baseline {library_sat.throughput:,.0f} events/s")
     progress("webhook ingest: BillingOS at saturation")
     stack_sat = _saturate(ctx, ctx.web_port)
     progress(f"  BillingOS {stack_sat.throughput:,.0f} events/s, errors {stack_sat.errors}")
 
-    half = max(10.0, stack_sat.throughput / 2)
-    progress(f"webhook ingest: latency at {half:,.0f} events/s (½ of BillingOS's saturation)")
-    base_lat = _open(ctx, ctx.baseline_port, half, ctx.durations.latency)
+    # Each at ½ of its own saturation: a slow window of the machine moves both alike.
+    half, raw_half = (max(10.0, r.throughput / 2) for r in (stack_sat, raw_sat))
+    progress(f"webhook ingest: latency at {half:,.0f}/s and the raw stack at {raw_half:,.0f}/s")
+    base_lat = _open(ctx, ctx.raw_port, raw_half, ctx.durations.latency)
     stack_lat = _open(ctx, ctx.web_port, half, ctx.durations.latency)
 
-    sweep: dict[str, list[tuple[float, float]]] = {"BillingOS": [], "baseline": []}
+    sweep: dict[str, list[tuple[float, float]]] = {"BillingOS": [], "raw stack": []}
     for share in SWEEP:
-        offered = max(10.0, stack_sat.throughput * share)
-        for label, port in (("baseline", ctx.baseline_port), ("BillingOS", ctx.web_port)):
+        offered = max(10.0, raw_sat.throughput * share)
+        for label, port in (("raw stack", ctx.raw_port), ("BillingOS", ctx.web_port)):
             got = _open(ctx, port, offered, ctx.durations.sweep_step)
             sweep[label].append((offered, got.throughput))
         progress(f"  sweep {offered:,.0f}/s offered → BillingOS {sweep['BillingOS'][-1][1]:,.0f}/s")
     ctx.plots["webhook_sweep"] = sweep
     ctx.plots["webhook_latency"] = {
         "BillingOS": stack_lat.latencies_ms,
-        "baseline": base_lat.latencies_ms,
+        "raw stack": base_lat.latencies_ms,
     }
+    ctx.ingest_saturation = stack_sat.throughput
 
     throughput = Figure(
         *THROUGHPUT,
         goal=THROUGHPUT_GOAL,
         value=stack_sat.throughput,
-        baseline=base_sat.throughput,
-        baseline_label="verify + insert + enqueue",
+        baseline=raw_sat.throughput,
+        baseline_label=RAW_LABEL,
+        second_baseline=library_sat.throughput if library_sat else None,
+        second_baseline_label=LIBRARY_LABEL,
         loadgen_cpu=stack_sat.loadgen_cores,
         details={
             "connections": CONNECTIONS,
             "seconds": stack_sat.elapsed,
             "errors": stack_sat.errors,
-            "baseline_errors": base_sat.errors,
-            "baseline_loadgen_cpu": base_sat.loadgen_cores,
+            "baseline_errors": raw_sat.errors,
+            "baseline_loadgen_cpu": raw_sat.loadgen_cores,
+            "events": [event_type for event_type, _ in EVENT_TEMPLATES],
         },
     )
-    throughput.passed = (
-        stack_sat.error_count == 0
-        and throughput.value is not None
-        and throughput.value >= 900
-        and (throughput.ratio or 0) >= 0.9
-    )
+    throughput.passed = stack_sat.error_count == 0 and (throughput.ratio or 0) >= 0.9
     figures = [throughput]
     if not stack_lat.latencies_ms or not base_lat.latencies_ms:
         figures.append(not_available(*LATENCY, LATENCY_GOAL, "no successful requests"))
@@ -165,10 +194,11 @@ def _measure(ctx: BenchContext) -> list[Figure]:
         goal=LATENCY_GOAL,
         value=s.p99,
         baseline=b.p99,
-        baseline_label="verify + insert + enqueue",
+        baseline_label=RAW_LABEL,
         loadgen_cpu=stack_lat.loadgen_cores,
         details={
             "offered_rate": half,
+            "baseline_offered_rate": raw_half,
             "BillingOS": s.as_dict(),
             "baseline": b.as_dict(),
             "errors": stack_lat.errors,

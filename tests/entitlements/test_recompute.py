@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.db import db
 from app.entitlements.service import recompute_entitlements
@@ -26,6 +26,20 @@ def _recompute(customer_id) -> bool:
     changed = recompute_entitlements(db.session(), customer_id)
     db.session.commit()
     return changed
+
+
+@pytest.fixture(autouse=True, params=["prepared", "plain"])
+def server_prepare(request):
+    """Every scenario twice: with server-side PREPARE, and as plain SQL (DB_SERVER_PREPARE=0,
+    behind a transaction pooler such as pgbouncer)."""
+    before = db.server_prepare
+    db.server_prepare = request.param == "prepared"
+    yield db.server_prepare
+    db.server_prepare = before
+
+
+def _prepared_statements() -> int:
+    return int(db.session.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar())
 
 
 @pytest.fixture()
@@ -169,3 +183,21 @@ class TestChanges:
         recompute_entitlements(db.session(), buyer.customer_id)
         db.session.rollback()
         assert len(_grants(buyer.customer_id)) == 2
+
+
+class TestBehindATransactionPooler:
+    def test_plain_mode_leaves_no_prepared_statement_on_the_connection(
+        self, buyer, lifetime, server_prepare
+    ):
+        make_purchase(buyer.customer_id, lifetime.prices[0])
+        # This connection starts with no prepared statement, as a fresh one would.
+        connection = db.session.connection()
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.connection.info.clear()
+        assert recompute_entitlements(db.session(), buyer.customer_id) is True
+        # Asked on the same connection, inside the transaction: a pooler in transaction mode
+        # hands the next transaction another server connection, where a statement prepared on
+        # this one would not exist.
+        assert _prepared_statements() == (2 if server_prepare else 0)
+        db.session.commit()
+        assert _grants(buyer.customer_id) == [("export", "purchase", None)]
