@@ -98,7 +98,9 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: a worker left running after the browser tests would consume the
+# next tests' tasks (a catalog's mirror task before their emulator reset, say) behind their back.
+@pytest.fixture(scope="package")
 def web_server(app: Any) -> Iterator[WebServer]:
     """gunicorn as in production, started after `app` so it inherits the session's emulator."""
     server = start_web_server(workers=1, env={"LOG_LEVEL": "INFO"})
@@ -106,7 +108,7 @@ def web_server(app: Any) -> Iterator[WebServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def worker(app: Any) -> Iterator[ManagedProcess]:
     process = start_celery_worker(concurrency=2)
     yield process
