@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.currencies import CURRENCIES, MAX_CHARGE, charge_amount_problem
 from app.pagination import ListQuery
-from app.request_models import QueryModel, RequestModel
+from app.request_models import RequestModel
 
 FEATURE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
 # The largest amount Stripe takes in any currency; each currency's own range is checked below.
@@ -125,10 +125,6 @@ class ProductUpdate(RequestModel):
 
 class ProductListQuery(ListQuery):
     include_archived: bool = False
-
-
-class SdkProductQuery(QueryModel):
-    pass
 
 
 class FeatureOut(BaseModel):
